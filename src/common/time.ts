@@ -1,0 +1,31 @@
+/** Nanosecond timestamps as {sec, nsec}: a JS number cannot hold ns since the epoch. */
+export interface Timestamp {
+  sec: number;
+  nsec: number;
+}
+
+export function now(): Timestamp {
+  const ns = process.hrtime.bigint() - hrtimeOrigin + epochOriginNs;
+  return fromNs(ns);
+}
+
+const epochOriginNs = BigInt(Date.now()) * 1_000_000n;
+const hrtimeOrigin = process.hrtime.bigint();
+
+export function fromNs(ns: bigint): Timestamp {
+  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+}
+
+export function toNs(t: Timestamp): bigint {
+  return BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec);
+}
+
+export function compareTime(a: Timestamp, b: Timestamp): number {
+  return a.sec !== b.sec ? a.sec - b.sec : a.nsec - b.nsec;
+}
+
+export function isTimestamp(x: unknown): x is Timestamp {
+  if (!x || typeof x !== 'object') return false;
+  const t = x as Record<string, unknown>;
+  return Number.isSafeInteger(t.sec) && Number.isInteger(t.nsec) && (t.nsec as number) >= 0 && (t.nsec as number) < 1e9;
+}
