@@ -1,0 +1,110 @@
+/** Client side of one MDT (Lustre's MDC): typed namespace requests. */
+import type { Fid } from '../common/fid.js';
+import type { DirEntry, FileType, Inode } from '../common/inode.js';
+import type { LayoutTemplate } from '../common/layout.js';
+import type { Timestamp } from '../common/time.js';
+import { Opc, ReintOp } from '../ptlrpc/opcodes.js';
+import type { Import } from '../ptlrpc/import.js';
+import type { RequestOptions } from '../ptlrpc/types.js';
+import type { MdtStatfs } from '../mds/protocol.js';
+
+export interface Cred {
+  uid: number;
+  gid: number;
+}
+
+export interface CreateSpec {
+  fid: Fid;
+  type: FileType;
+  mode: number;
+  uid: number;
+  gid: number;
+  rdev?: number;
+  target?: string;
+  layout?: LayoutTemplate;
+  open?: boolean;
+}
+
+export interface SetattrSpec {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: Timestamp;
+  mtime?: Timestamp;
+  ctime?: Timestamp;
+}
+
+export class MdtClient {
+  constructor(readonly imp: Import) {}
+
+  private async call<T>(opc: number, body: unknown, cred?: Cred): Promise<T> {
+    const opts: RequestOptions | undefined = cred ? { uid: cred.uid, gid: cred.gid } : undefined;
+    return (await this.imp.request(opc, body, opts)).body as T;
+  }
+
+  async allocSequence(): Promise<{ seq: number; width: number }> {
+    return this.call(Opc.SEQ_QUERY, {});
+  }
+
+  async getattr(fid: Fid): Promise<Inode> {
+    return (await this.call<{ inode: Inode }>(Opc.MDS_GETATTR, { fid })).inode;
+  }
+
+  async lookup(parent: Fid, name: string): Promise<Inode> {
+    return (await this.call<{ inode: Inode }>(Opc.MDS_GETATTR_NAME, { parent, name })).inode;
+  }
+
+  async create(parent: Fid, name: string, spec: CreateSpec): Promise<{ inode: Inode; handle?: number }> {
+    return this.call(Opc.MDS_REINT, { op: ReintOp.CREATE, parent, name, ...spec }, spec);
+  }
+
+  async open(fid: Fid, flags: number): Promise<{ inode: Inode; handle: number }> {
+    return this.call(Opc.MDS_REINT, { op: ReintOp.OPEN, fid, flags });
+  }
+
+  async close(fid: Fid, handle: number): Promise<void> {
+    await this.call(Opc.MDS_CLOSE, { fid, handle });
+  }
+
+  async link(fid: Fid, parent: Fid, name: string): Promise<Inode> {
+    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, { op: ReintOp.LINK, fid, parent, name })).inode;
+  }
+
+  async unlink(parent: Fid, name: string, dir: boolean): Promise<Inode> {
+    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, { op: ReintOp.UNLINK, parent, name, dir })).inode;
+  }
+
+  async rename(srcParent: Fid, srcName: string, dstParent: Fid, dstName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<void> {
+    await this.call(Opc.MDS_REINT, { op: ReintOp.RENAME, srcParent, srcName, dstParent, dstName, ...flags });
+  }
+
+  async setattr(fid: Fid, attrs: SetattrSpec): Promise<Inode> {
+    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, { op: ReintOp.SETATTR, fid, attrs })).inode;
+  }
+
+  async readdir(fid: Fid, cookie: number, limit: number): Promise<{ entries: DirEntry[]; eof: boolean }> {
+    return this.call(Opc.MDS_READPAGE, { fid, cookie, limit });
+  }
+
+  async getxattr(fid: Fid, name: string): Promise<Buffer> {
+    const v = (await this.call<{ value: Uint8Array }>(Opc.MDS_GETXATTR, { fid, name })).value;
+    return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  }
+
+  async listxattr(fid: Fid): Promise<string[]> {
+    return (await this.call<{ names: string[] }>(Opc.MDS_GETXATTR, { fid, list: true })).names;
+  }
+
+  async setxattr(fid: Fid, name: string, value: Buffer | undefined, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
+    await this.call(Opc.MDS_REINT, { op: ReintOp.SETXATTR, fid, name, value, ...flags });
+  }
+
+  async setDirDefault(fid: Fid, template: LayoutTemplate | null): Promise<Inode> {
+    return (await this.call<{ inode: Inode }>(Opc.MDS_SET_INFO, { key: 'dir_default', fid, template })).inode;
+  }
+
+  async statfs(): Promise<MdtStatfs> {
+    return this.call(Opc.MDS_STATFS, {});
+  }
+}

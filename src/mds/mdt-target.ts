@@ -1,0 +1,218 @@
+/** The MDT's request handlers: namespace operations over the wire. */
+import { statfs } from 'node:fs/promises';
+import type { Logger } from '../common/log.js';
+import { err } from '../common/errno.js';
+import { FID_SEQ_NORMAL, FID_SEQ_WIDTH, ROOT_FID, fidKey, type Fid } from '../common/fid.js';
+import { validatePoolName, validateStripeCount, validateStripeSize, type LayoutTemplate, type OstObject, type Raid0Layout } from '../common/layout.js';
+import { mdtName } from '../common/targets.js';
+import { Opc, ReintOp } from '../ptlrpc/opcodes.js';
+import type { RequestContext, RequestHandler, ServerExport, TargetService } from '../ptlrpc/types.js';
+import type { Namespace } from './namespace.js';
+import type { ObjectAllocator } from './lod.js';
+import {
+  CloseBody, FidBody, GetxattrBody, LookupBody, MdsConnectData, ReadpageBody, ReintBody, SetInfoBody, parseBody,
+  type LayoutRequest, type MdsConnectReply, type MdtStatfs,
+} from './protocol.js';
+
+export interface MdtOptions {
+  fsname: string;
+  index: number;
+  storeDir: string;
+  fsDefault: { stripeSize: number; stripeCount: number };
+}
+
+interface OpenHandle {
+  fid: Fid;
+}
+
+const HANDLES_KEY = 'openHandles';
+
+export class MdtTarget implements TargetService {
+  readonly name: string;
+  readonly handlers = new Map<number, RequestHandler>();
+  private nextHandle = 1;
+  readonly stats = { creates: 0, unlinks: 0, renames: 0, opens: 0, getattrs: 0, readpages: 0 };
+
+  constructor(
+    private readonly ns: Namespace,
+    private readonly lod: ObjectAllocator,
+    private readonly opts: MdtOptions,
+    private readonly log: Logger,
+  ) {
+    this.name = mdtName(opts.fsname, opts.index);
+    const h = this.handlers;
+    h.set(Opc.SEQ_QUERY, async () => ({ body: { seq: await ns.allocSequence(), width: FID_SEQ_WIDTH } }));
+    h.set(Opc.MDS_GET_ROOT, () => ({ body: { fid: ROOT_FID } }));
+    h.set(Opc.MDS_GETATTR, async (ctx) => {
+      this.stats.getattrs++;
+      return { body: { inode: await ns.getattr(parseBody(FidBody, ctx.body).fid) } };
+    });
+    h.set(Opc.MDS_GETATTR_NAME, async (ctx) => {
+      const b = parseBody(LookupBody, ctx.body);
+      return { body: { inode: await ns.lookup(b.parent, b.name) } };
+    });
+    h.set(Opc.MDS_READPAGE, async (ctx) => {
+      this.stats.readpages++;
+      const b = parseBody(ReadpageBody, ctx.body);
+      return { body: await ns.readdir(b.fid, b.cookie, b.limit) };
+    });
+    h.set(Opc.MDS_GETXATTR, async (ctx) => {
+      const b = parseBody(GetxattrBody, ctx.body);
+      if ('list' in b) return { body: { names: await ns.listxattr(b.fid) } };
+      return { body: { value: await ns.getxattr(b.fid, b.name) } };
+    });
+    h.set(Opc.MDS_CLOSE, (ctx) => this.close(ctx));
+    h.set(Opc.MDS_REINT, (ctx) => this.reint(ctx));
+    h.set(Opc.MDS_STATFS, async () => ({ body: await this.statfs() }));
+    h.set(Opc.MDS_SET_INFO, async (ctx) => {
+      const b = parseBody(SetInfoBody, ctx.body);
+      const tpl = b.template === null ? undefined : checkTemplate(b.template);
+      return { body: { inode: await ns.setDirDefault(b.fid, tpl) } };
+    });
+    h.set(Opc.MDS_SYNC, () => ({ body: {} }));
+  }
+
+  onConnect(_exp: ServerExport, data: unknown): MdsConnectReply {
+    const d = parseBody(MdsConnectData, data);
+    if (d.fsname !== this.opts.fsname) {
+      throw err('EINVAL', `this MDT serves filesystem ${this.opts.fsname}, not ${d.fsname}`, 'WRONG_FILESYSTEM');
+    }
+    return { fsname: this.opts.fsname, index: this.opts.index, root: ROOT_FID, fsDefault: this.opts.fsDefault };
+  }
+
+  onDisconnect(exp: ServerExport): void {
+    const handles = exp.data.get(HANDLES_KEY) as Map<number, OpenHandle> | undefined;
+    if (!handles) return;
+    for (const h of handles.values()) void this.closeFid(h.fid);
+    handles.clear();
+  }
+
+  private handles(exp: ServerExport | undefined): Map<number, OpenHandle> {
+    if (!exp) throw err('ENOTCONN', 'not connected', 'NOT_CONNECTED');
+    let m = exp.data.get(HANDLES_KEY) as Map<number, OpenHandle> | undefined;
+    if (!m) {
+      m = new Map();
+      exp.data.set(HANDLES_KEY, m);
+    }
+    return m;
+  }
+
+  private async open(ctx: RequestContext, fid: Fid) {
+    const handles = this.handles(ctx.export);
+    const inode = await this.ns.open(fid);
+    const handle = this.nextHandle++;
+    handles.set(handle, { fid });
+    this.stats.opens++;
+    return { inode, handle };
+  }
+
+  private async close(ctx: RequestContext) {
+    const b = parseBody(CloseBody, ctx.body);
+    const handles = this.handles(ctx.export);
+    const h = handles.get(b.handle);
+    if (!h || fidKey(h.fid) !== fidKey(b.fid)) throw err('EBADF', `no open handle ${b.handle} for this file`, 'BAD_HANDLE');
+    handles.delete(b.handle);
+    await this.closeFid(b.fid);
+    return { body: {} };
+  }
+
+  private async closeFid(fid: Fid): Promise<void> {
+    const { destroy } = await this.ns.close(fid);
+    this.destroyObjects(destroy);
+  }
+
+  private async reint(ctx: RequestContext) {
+    const b = parseBody(ReintBody, ctx.body);
+    switch (b.op) {
+      case ReintOp.CREATE: {
+        if (b.fid.seq < FID_SEQ_NORMAL) throw err('EINVAL', 'new files need a FID from a client sequence', 'BAD_FID');
+        let layout: Raid0Layout | undefined;
+        if (b.type === 'reg') layout = await this.allocateLayout(b.parent, b.layout);
+        let inode;
+        try {
+          inode = await this.ns.create(b.parent, b.name, {
+            fid: b.fid, type: b.type, mode: b.mode, uid: b.uid, gid: b.gid, rdev: b.rdev, target: b.target, layout,
+            dirDefault: b.type === 'dir' && b.layout ? checkTemplate(b.layout) : undefined,
+          });
+        } catch (e) {
+          if (layout) this.destroyObjects(layout.objects);
+          throw e;
+        }
+        // A resent create returns the existing inode: give back the objects we just took.
+        if (layout && inode.layout && inode.layout.objects !== layout.objects && !sameObjects(inode.layout.objects, layout.objects)) {
+          this.destroyObjects(layout.objects);
+        }
+        this.stats.creates++;
+        if (b.open) return { body: await this.open(ctx, inode.fid) };
+        return { body: { inode } };
+      }
+      case ReintOp.OPEN:
+        return { body: await this.open(ctx, b.fid) };
+      case ReintOp.LINK:
+        return { body: { inode: await this.ns.link(b.fid, b.parent, b.name) } };
+      case ReintOp.UNLINK: {
+        const r = await this.ns.unlink(b.parent, b.name, { dir: b.dir });
+        this.destroyObjects(r.destroy);
+        this.stats.unlinks++;
+        return { body: { inode: r.inode } };
+      }
+      case ReintOp.RENAME: {
+        const r = await this.ns.rename(b.srcParent, b.srcName, b.dstParent, b.dstName, { noReplace: b.noReplace, exchange: b.exchange });
+        this.destroyObjects(r.destroy);
+        this.stats.renames++;
+        return { body: { replaced: r.replaced } };
+      }
+      case ReintOp.SETATTR:
+        return { body: { inode: await this.ns.setattr(b.fid, b.attrs) } };
+      case ReintOp.SETXATTR: {
+        if (b.value === undefined) await this.ns.removexattr(b.fid, b.name);
+        else await this.ns.setxattr(b.fid, b.name, Buffer.from(b.value.buffer, b.value.byteOffset, b.value.byteLength), { create: b.create, replace: b.replace });
+        return { body: {} };
+      }
+    }
+  }
+
+  private async allocateLayout(parent: Fid, req: LayoutRequest | undefined): Promise<Raid0Layout> {
+    const tpl = await this.ns.effectiveLayoutTemplate(parent);
+    const r = req ? checkTemplate(req) : {};
+    const stripeSize = r.stripeSize || tpl.stripeSize;
+    const stripeCount = r.stripeCount || tpl.stripeCount;
+    const stripeOffset = r.stripeOffset !== undefined && r.stripeOffset >= 0 ? r.stripeOffset : tpl.stripeOffset;
+    const pool = r.pool ?? tpl.pool;
+    const objects = await this.lod.allocate({ stripeCount, stripeOffset, pool });
+    return { pattern: 'raid0', stripeSize, stripeCount: objects.length, stripeOffset, pool, layoutGen: 0, objects };
+  }
+
+  private destroyObjects(objects: OstObject[]): void {
+    for (const o of objects) {
+      const osp = this.lod.getOst(o.ostIdx);
+      if (!osp) {
+        this.log.warn({ ost: o.ostIdx, oid: o.oid }, 'object on an unknown OST left behind');
+        continue;
+      }
+      void osp.destroy(o.oid);
+    }
+  }
+
+  private async statfs(): Promise<MdtStatfs> {
+    const s = await statfs(this.opts.storeDir);
+    const { inodes } = await this.ns.counts();
+    return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: inodes + s.ffree, ffree: s.ffree };
+  }
+}
+
+function checkTemplate(r: LayoutRequest): LayoutTemplate {
+  if (r.stripeSize) validateStripeSize(r.stripeSize);
+  if (r.stripeCount !== undefined) validateStripeCount(r.stripeCount);
+  if (r.pool) validatePoolName(r.pool);
+  const t: LayoutTemplate = {};
+  if (r.stripeSize) t.stripeSize = r.stripeSize;
+  if (r.stripeCount) t.stripeCount = r.stripeCount;
+  if (r.stripeOffset !== undefined) t.stripeOffset = r.stripeOffset;
+  if (r.pool) t.pool = r.pool;
+  return t;
+}
+
+function sameObjects(a: OstObject[], b: OstObject[]): boolean {
+  return a.length === b.length && a.every((o, i) => o.ostIdx === b[i]!.ostIdx && o.oid === b[i]!.oid);
+}

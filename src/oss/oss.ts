@@ -1,0 +1,59 @@
+/** `stria oss`: one or more OSTs served by one process, registered with the MGS. */
+import type { Logger } from '../common/log.js';
+import { ostName } from '../common/targets.js';
+import { advertisedAddress } from '../common/host.js';
+import { formatNid, type Nid } from '../lnet/nid.js';
+import { RpcClient } from '../ptlrpc/client.js';
+import { RpcServer } from '../ptlrpc/server.js';
+import { MgsClient } from '../mgs/mgc.js';
+import { ObjectStore } from './objstore.js';
+import { createOstTarget } from './ost-target.js';
+
+export interface OssOptions {
+  fsname: string;
+  targets: Array<{ index: number; dir: string }>;
+  mgsNids: Nid[];
+  listen: Nid;
+}
+
+export interface RunningOss {
+  server: RpcServer;
+  stores: ObjectStore[];
+  nid: Nid;
+  close(): Promise<void>;
+}
+
+export async function startOss(opts: OssOptions, log: Logger): Promise<RunningOss> {
+  const stores: ObjectStore[] = [];
+  const cleanup: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => undefined);
+  };
+  try {
+    for (const t of opts.targets) {
+      const store = await ObjectStore.open(t.dir, { fsname: opts.fsname, index: t.index });
+      stores.push(store);
+      cleanup.push(() => store.close());
+    }
+    const server = new RpcServer({ nid: opts.listen }, log);
+    for (const store of stores) server.addTarget(createOstTarget(store, log));
+    await server.listen();
+    cleanup.push(() => server.close());
+    const nid: Nid = { ...opts.listen, addr: advertisedAddress(opts.listen.addr), port: server.port };
+
+    const rpc = new RpcClient({ uuid: `${opts.fsname}-oss-${formatNid(nid)}` }, log);
+    cleanup.push(() => rpc.close());
+    const mgc = new MgsClient(rpc, opts.mgsNids);
+    await mgc.connect();
+    for (const store of stores) {
+      await mgc.register(opts.fsname, 'ost', store.index, store.uuid, [formatNid(nid)]);
+      log.info({ target: ostName(opts.fsname, store.index), nid: formatNid(nid), dir: store.dir }, 'OST started');
+    }
+    // The MGS connection is only needed to register.
+    await mgc.close();
+    return { server, stores, nid, close: closeAll };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
