@@ -1,0 +1,386 @@
+/**
+ * The embedded metadata store: one directory holding an LMDB environment.
+ *
+ * Transactions run one at a time (an async mutex: the MDS is a single thread
+ * but interleaves at every await). A transaction buffers its writes; when its
+ * function returns, the writes are applied in one LMDB write transaction.
+ *
+ * Group commit (the default): once a transaction's function has finished, its
+ * writes go into an in-memory overlay that later transactions (and plain
+ * get/scan) read through, the mutex is released, and the transaction's promise
+ * resolves only when LMDB reports its commit durable. Transactions that finish
+ * while a commit is in flight are applied together in the next LMDB
+ * transaction, in order, so the disk always holds a prefix of the logical
+ * sequence. If an LMDB commit ever fails, the store fails: that transaction,
+ * every queued one and every later call reject with STORE_FAILED, because
+ * later transactions may have read the lost writes.
+ *
+ * Crash safety is LMDB's: commits are synced (fdatasync before the promise
+ * resolves), copy-on-write pages never overwrite the last committed state, so
+ * a process killed at any moment reopens at its last committed transaction.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { open, type RootDatabase } from 'lmdb';
+import { err, StriaError } from '../../common/errno.js';
+import type { Logger } from '../../common/log.js';
+import { decodeValue, encodeValue } from './codec.js';
+import { isWellFormedKey } from './key-order.js';
+import { Mutex } from './mutex.js';
+import { Overlay, inScanRange, mergeScan, upperLayers, type WriteSet } from './overlay.js';
+import type { MetadataStore, StoreTxn } from './types.js';
+
+export const LMDB_STORE_FORMAT = 'stria-mdt-lmdb';
+export const LMDB_STORE_VERSION = 1;
+/** LMDB's own limit is ~1978 bytes; stay well inside it with a clear error. */
+export const MAX_KEY_BYTES = 1024;
+/** most entries one scan() may return (callers page) */
+export const MAX_SCAN_LIMIT = 100_000;
+
+// Keys are UTF-8 strings, which never contain the byte 0xff, so the marker
+// can never collide with a caller's key nor fall inside any prefix scan.
+const MARKER_KEY = Buffer.from([0xff, ...Buffer.from('stria-store')]);
+const KEY_END = Buffer.from([0xff]);
+
+export interface LmdbStoreOptions {
+  /** release the transaction lock before the commit is durable (default true) */
+  groupCommit?: boolean;
+  /**
+   * LMDB overlapping sync (default true): commit, then flush while the next
+   * commit is prepared. Either way a transaction resolves only once flushed.
+   */
+  overlappingSync?: boolean;
+  log?: Logger;
+}
+
+interface Marker {
+  format: string;
+  version: number;
+  created: string;
+}
+
+interface QueuedCommit {
+  writes: WriteSet;
+  gen: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export async function openLmdbStore(dir: string, opts: LmdbStoreOptions = {}): Promise<MetadataStore> {
+  checkDirectory(dir);
+  const overlappingSync = opts.overlappingSync ?? true;
+  let db: RootDatabase<Buffer, Buffer>;
+  try {
+    db = open<Buffer, Buffer>({
+      path: dir,
+      noSubdir: false,
+      keyEncoding: 'binary',
+      encoding: 'binary',
+      overlappingSync,
+    });
+  } catch (e) {
+    throw err('EINVAL', `${dir} is not a usable Stria metadata store: ${(e as Error).message}`, 'STORE_FOREIGN');
+  }
+  try {
+    await checkMarker(db, dir);
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
+  return new LmdbStore(db, opts.groupCommit ?? true, overlappingSync, opts.log);
+}
+
+/** A store directory is new (absent or empty) or holds an LMDB environment. */
+function checkDirectory(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      return;
+    }
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw err('ENOTDIR', `metadata store path ${dir} is not a directory`, 'STORE_FOREIGN');
+    }
+    throw e;
+  }
+  // lost+found: the store may be the root of its own ext4 filesystem
+  if (names.some((n) => n !== 'lost+found') && !names.includes('data.mdb')) {
+    throw err('EINVAL', `${dir} is not empty and holds no Stria metadata store (refusing to write into it)`, 'STORE_FOREIGN');
+  }
+}
+
+async function checkMarker(db: RootDatabase<Buffer, Buffer>, dir: string): Promise<void> {
+  const raw = db.get(MARKER_KEY);
+  if (raw === undefined) {
+    let empty = true;
+    for (const entry of db.getRange({ limit: 1 })) empty = entry === undefined;
+    if (!empty) throw err('EINVAL', `${dir} holds an LMDB database that is not a Stria metadata store`, 'STORE_FOREIGN');
+    const marker: Marker = { format: LMDB_STORE_FORMAT, version: LMDB_STORE_VERSION, created: new Date().toISOString() };
+    await db.put(MARKER_KEY, encodeValue(marker));
+    await db.flushed;
+    return;
+  }
+  let marker: Partial<Marker>;
+  try {
+    marker = decodeValue<Partial<Marker>>(raw);
+  } catch {
+    throw err('EINVAL', `${dir}: unreadable store marker`, 'STORE_FOREIGN');
+  }
+  if (!marker || marker.format !== LMDB_STORE_FORMAT) {
+    throw err('EINVAL', `${dir} is not a Stria LMDB metadata store (format ${String(marker?.format)})`, 'STORE_FOREIGN');
+  }
+  if (typeof marker.version !== 'number' || marker.version > LMDB_STORE_VERSION) {
+    throw err('EPROTO', `${dir} has store version ${String(marker.version)}, newer than this Stria supports (${LMDB_STORE_VERSION}); upgrade Stria`, 'STORE_TOO_NEW');
+  }
+}
+
+function keyBytes(key: string): Buffer {
+  if (typeof key !== 'string' || key.length === 0) throw err('EINVAL', 'store keys are non-empty strings', 'BAD_KEY');
+  if (!isWellFormedKey(key)) throw err('EINVAL', 'store key is not valid Unicode (unpaired surrogate)', 'BAD_KEY');
+  const b = Buffer.from(key, 'utf8');
+  if (b.length > MAX_KEY_BYTES) throw err('EINVAL', `store key of ${b.length} bytes exceeds ${MAX_KEY_BYTES}`, 'BAD_KEY');
+  return b;
+}
+
+function checkScanArgs(prefix: string, after: string | undefined, limit: number): void {
+  if (typeof prefix !== 'string' || !isWellFormedKey(prefix)) throw err('EINVAL', 'scan prefix must be a well-formed string', 'BAD_KEY');
+  if (after !== undefined && (typeof after !== 'string' || !isWellFormedKey(after))) {
+    throw err('EINVAL', 'scan position must be a well-formed string', 'BAD_KEY');
+  }
+  if (!Number.isInteger(limit) || limit < 0 || limit > MAX_SCAN_LIMIT) {
+    throw err('EINVAL', `scan limit must be an integer 0..${MAX_SCAN_LIMIT}`, 'BAD_LIMIT');
+  }
+}
+
+class LmdbStore implements MetadataStore {
+  readonly kind = 'lmdb';
+  private readonly lock = new Mutex();
+  private readonly overlay = new Overlay();
+  private queue: QueuedCommit[] = [];
+  private committing = false;
+  private gen = 0;
+  /** resolves when the newest enqueued transaction is durable */
+  private newestDurable: Promise<void> = Promise.resolve();
+  private failure: StriaError | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: RootDatabase<Buffer, Buffer>,
+    private readonly groupCommit: boolean,
+    private readonly overlappingSync: boolean,
+    private readonly log: Logger | undefined,
+  ) {}
+
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    this.usable();
+    return this.readDurableOrOverlay<T>(key);
+  }
+
+  async scan<T = unknown>(prefix: string, after: string | undefined, limit: number): Promise<Array<[string, T]>> {
+    this.usable();
+    return this.scanLayers<T>(prefix, after, limit, undefined);
+  }
+
+  async transact<T>(fn: (tx: StoreTxn) => Promise<T>): Promise<T> {
+    this.usable();
+    const release = await this.lock.acquire();
+    let released = false;
+    const unlock = (): void => {
+      if (!released) {
+        released = true;
+        release();
+      }
+    };
+    try {
+      this.usable();
+      const tx = new BufferedTxn(this);
+      let result: T;
+      try {
+        result = await fn(tx);
+      } finally {
+        tx.finish();
+      }
+      if (tx.writes.size === 0) {
+        unlock();
+        // what it read may still be in flight: answer only once that is durable
+        await this.newestDurable;
+        this.usable();
+        return result;
+      }
+      const durable = this.enqueue(tx.writes);
+      if (this.groupCommit) unlock();
+      await durable;
+      return result;
+    } finally {
+      unlock();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = (async () => {
+        const release = await this.lock.acquire();
+        try {
+          await this.newestDurable.catch(() => undefined);
+          await this.db.close();
+        } finally {
+          release();
+        }
+      })();
+    }
+    return this.closing;
+  }
+
+  // --- reads through the layers ---
+
+  readEncoded(key: string): Buffer | undefined {
+    const kb = keyBytes(key);
+    const o = this.overlay.get(key);
+    if (o !== undefined) return o ?? undefined;
+    return this.db.get(kb);
+  }
+
+  private readDurableOrOverlay<T>(key: string): T | undefined {
+    const raw = this.readEncoded(key);
+    return raw === undefined ? undefined : decodeValue<T>(raw);
+  }
+
+  scanLayers<T>(prefix: string, after: string | undefined, limit: number, writes: WriteSet | undefined): Array<[string, T]> {
+    checkScanArgs(prefix, after, limit);
+    if (limit === 0) return [];
+    const txLayer: Array<[string, Buffer | null]> = [];
+    if (writes) for (const [k, v] of writes) if (inScanRange(k, prefix, after)) txLayer.push([k, v]);
+    const upper = upperLayers([this.overlay.inRange(prefix, after), txLayer]);
+    const merged = mergeScan(this.baseRange(prefix, after), upper, limit);
+    return merged.map(([k, v]) => [k, decodeValue<T>(v)]);
+  }
+
+  private *baseRange(prefix: string, after: string | undefined): Iterable<[string, Buffer]> {
+    const p = Buffer.from(prefix, 'utf8');
+    const end = Buffer.concat([p, KEY_END]);
+    let start = p;
+    let exclusiveStart = false;
+    if (after !== undefined) {
+      const a = Buffer.from(after, 'utf8');
+      if (Buffer.compare(a, end) >= 0) return;
+      if (Buffer.compare(a, p) >= 0) {
+        start = a;
+        exclusiveStart = true;
+      }
+    }
+    // snapshot:false: the range is consumed synchronously, before any commit could land
+    for (const { key, value } of this.db.getRange({ start, end, exclusiveStart, snapshot: false })) {
+      yield [key.toString('utf8'), value];
+    }
+  }
+
+  // --- commits ---
+
+  private enqueue(writes: WriteSet): Promise<void> {
+    const gen = ++this.gen;
+    this.overlay.add(writes, gen);
+    const durable = new Promise<void>((resolve, reject) => this.queue.push({ writes, gen, resolve, reject }));
+    this.newestDurable = durable.catch(() => undefined);
+    this.pump();
+    return durable;
+  }
+
+  private pump(): void {
+    if (this.committing || this.queue.length === 0 || this.failure) return;
+    const batch = this.queue;
+    this.queue = [];
+    this.committing = true;
+    const lastGen = batch[batch.length - 1]!.gen;
+    const db = this.db;
+    // a child transaction aborts as a whole if anything in it throws: no partial batch can land
+    const committed = db.childTransaction(() => {
+      for (const c of batch) {
+        for (const [key, value] of c.writes) {
+          const kb = Buffer.from(key, 'utf8');
+          if (value === null) db.remove(kb);
+          else db.put(kb, value);
+        }
+      }
+    });
+    committed.then(
+      () => {
+        // LMDB now shows these writes: the overlay no longer needs them
+        for (const c of batch) this.overlay.retire(c.writes, lastGen);
+        // ask for the flush before the next batch starts, so it waits for this commit only
+        const flushed = this.overlappingSync
+          ? new Promise<unknown>((resolve, reject) => db.flushed.then(resolve, reject))
+          : Promise.resolve(true);
+        this.committing = false;
+        this.pump();
+        flushed.then(
+          () => {
+            for (const c of batch) c.resolve();
+          },
+          (e: unknown) => this.fail(e, batch),
+        );
+      },
+      (e: unknown) => this.fail(e, batch),
+    );
+  }
+
+  private fail(cause: unknown, batch: QueuedCommit[]): void {
+    const message = cause instanceof Error ? cause.message : String(cause);
+    if (!this.failure) {
+      this.failure = err('EIO', `metadata store commit failed (${message}); the store refuses further use until the MDS restarts`, 'STORE_FAILED');
+      this.log?.error({ err: cause }, 'LMDB commit failed: metadata store is now unusable');
+    }
+    const pending = [...batch, ...this.queue];
+    this.queue = [];
+    this.overlay.clear();
+    for (const c of pending) c.reject(this.failure);
+  }
+
+  private usable(): void {
+    if (this.failure) throw this.failure;
+    if (this.closing) throw err('ESHUTDOWN', 'metadata store is closed', 'STORE_CLOSED');
+  }
+}
+
+/** A transaction's view: its own writes over the store's layers. */
+class BufferedTxn implements StoreTxn {
+  readonly writes: WriteSet = new Map();
+  private done = false;
+
+  constructor(private readonly store: LmdbStore) {}
+
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    this.open();
+    const own = this.writes.get(key);
+    if (own !== undefined) return own === null ? undefined : decodeValue<T>(own);
+    const raw = this.store.readEncoded(key);
+    return raw === undefined ? undefined : decodeValue<T>(raw);
+  }
+
+  put(key: string, value: unknown): void {
+    this.open();
+    keyBytes(key);
+    if (value === undefined) throw err('EINVAL', `store value for ${key} is undefined (use del)`, 'BAD_VALUE');
+    this.writes.set(key, encodeValue(value));
+  }
+
+  del(key: string): void {
+    this.open();
+    keyBytes(key);
+    this.writes.set(key, null);
+  }
+
+  async scan<T = unknown>(prefix: string, after: string | undefined, limit: number): Promise<Array<[string, T]>> {
+    this.open();
+    return this.store.scanLayers<T>(prefix, after, limit, this.writes);
+  }
+
+  finish(): void {
+    this.done = true;
+  }
+
+  private open(): void {
+    if (this.done) throw err('EINVAL', 'store transaction used after its function returned', 'TXN_FINISHED');
+  }
+}
