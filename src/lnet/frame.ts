@@ -41,9 +41,10 @@ export function encodeFrame(header: MsgHeader, bulk?: Buffer | Buffer[]): Buffer
   return [first, ...parts];
 }
 
-/** Size of the header an encodeFrame() of this header would carry (for limit checks before sending). */
-export function headerBytes(frame: Buffer[]): number {
-  return frame[0]!.length - FRAME_PREFIX_BYTES;
+/** Header and bulk sizes of an encoded frame, to check them against the peer's limits before sending. */
+export function frameSizes(frame: readonly Buffer[]): { headerBytes: number; bulkBytes: number } {
+  const first = frame[0]!;
+  return { headerBytes: first.readUInt32BE(4), bulkBytes: first.readUInt32BE(8) };
 }
 
 function withoutUndefined(header: MsgHeader): MsgHeader {

@@ -456,7 +456,7 @@ function checkRange(offset: number, length: number): void {
   if (!Number.isSafeInteger(length) || length < 0 || length > MAX_IO_BYTES) {
     throw err('EINVAL', `length ${length} must be an integer in 0..${MAX_IO_BYTES}`, 'BAD_REQUEST');
   }
-  if (offset + length > MAX_OBJECT_BYTES) throw err('EINVAL', `offset ${offset} + length ${length} is beyond 2^53`, 'EFBIG');
+  if (offset + length > MAX_OBJECT_BYTES) throw err('EINVAL', `offset ${offset} + length ${length} is beyond 2^53`, 'BAD_REQUEST');
 }
 
 function toAttr(st: import('node:fs').BigIntStats): ObjAttr {

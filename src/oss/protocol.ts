@@ -1,0 +1,87 @@
+/**
+ * Bodies of the OST requests and replies. The OST validates every request body
+ * with these schemas before touching anything; clients may validate replies.
+ */
+import { z } from 'zod';
+import { StriaError, err } from '../common/errno.js';
+import { parseBody, zSafeUint, zTimestamp, zU32 } from '../common/validate.js';
+import { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_PRECREATE } from './limits.js';
+import type { ObjAttr, StatFs } from './objstore.js';
+
+export { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_PRECREATE } from './limits.js';
+
+const seq = zSafeUint;
+const oid = zU32;
+const offset = zSafeUint;
+const fsname = z.string().regex(/^[A-Za-z0-9_-]{1,8}$/, 'filesystem name: 1-8 of [A-Za-z0-9_-]');
+
+/** OST_CONNECT connect data. */
+export const OstConnectData = z.object({ fsname });
+export type OstConnectData = z.infer<typeof OstConnectData>;
+export const OstConnectReply = z.object({ index: z.number().int().min(0).max(0xffff), fsname, uuid: z.string() });
+export type OstConnectReply = z.infer<typeof OstConnectReply>;
+
+/** OST_CREATE: precreate `count` objects; orphan cleanup first when `deleteOrphansAbove` is set. */
+export const OstCreateRequest = z.object({
+  seq,
+  count: z.number().int().min(1).max(MAX_PRECREATE),
+  /** the MDT's last used oid: precreated objects above it are destroyed */
+  deleteOrphansAbove: oid.optional(),
+});
+export type OstCreateRequest = z.infer<typeof OstCreateRequest>;
+export const OstCreateReply = z.object({ seq, first: oid, last: oid, orphansDeleted: zSafeUint.optional() });
+export type OstCreateReply = z.infer<typeof OstCreateReply>;
+
+/** OST_READ: reply body { n } and n bytes of bulk. */
+export const OstReadRequest = z
+  .object({ seq, oid, offset, length: z.number().int().min(0).max(MAX_IO_BYTES) })
+  .refine((b) => b.offset + b.length <= MAX_OBJECT_BYTES, { path: ['length'], message: 'offset + length is beyond 2^53' });
+export type OstReadRequest = z.infer<typeof OstReadRequest>;
+
+/** OST_WRITE: the data is the request bulk. */
+export const OstWriteRequest = z.object({ seq, oid, offset, sync: z.boolean().optional() });
+export type OstWriteRequest = z.infer<typeof OstWriteRequest>;
+
+/** Reply of OST_READ and OST_WRITE: bytes read (the bulk length) or written. */
+export const OstIoReply = z.object({ n: zSafeUint });
+export type OstIoReply = z.infer<typeof OstIoReply>;
+
+/** OST_GETATTR and OST_DESTROY. */
+export const OstObjectRequest = z.object({ seq, oid });
+export type OstObjectRequest = z.infer<typeof OstObjectRequest>;
+
+export const OstSetattrRequest = z.object({ seq, oid, atime: zTimestamp.optional(), mtime: zTimestamp.optional() });
+export type OstSetattrRequest = z.infer<typeof OstSetattrRequest>;
+
+/** OST_PUNCH: truncate or extend the object to `size`. */
+export const OstPunchRequest = z.object({ seq, oid, size: z.number().int().min(0).max(MAX_OBJECT_BYTES) });
+export type OstPunchRequest = z.infer<typeof OstPunchRequest>;
+
+export const OstStatfsRequest = z.object({});
+export type OstStatfsRequest = z.infer<typeof OstStatfsRequest>;
+
+/** OST_SYNC: one object, one sequence, or (empty body) the whole OST. */
+export const OstSyncRequest = z
+  .object({ seq: seq.optional(), oid: oid.optional() })
+  .refine((b) => b.oid === undefined || b.seq !== undefined, { path: ['seq'], message: 'required when oid is given' });
+export type OstSyncRequest = z.infer<typeof OstSyncRequest>;
+
+/** Reply of OST_DESTROY and OST_SYNC. */
+export const OstEmptyReply = z.object({});
+
+/** Reply of OST_GETATTR, OST_SETATTR, OST_PUNCH. */
+export const ObjAttrReply = z.object({ size: zSafeUint, blocks: zSafeUint, atime: zTimestamp, mtime: zTimestamp, ctime: zTimestamp });
+export type ObjAttrReply = ObjAttr;
+
+export const StatFsReply = z.object({ bsize: zSafeUint, blocks: zSafeUint, bfree: zSafeUint, bavail: zSafeUint, files: zSafeUint, ffree: zSafeUint });
+export type StatFsReply = StatFs;
+
+/** Validates an untrusted body; failures are EINVAL BAD_REQUEST naming the operation and the field. */
+export function parseRequest<T>(schema: z.ZodType<T>, body: unknown, op: string): T {
+  try {
+    return parseBody(schema, body);
+  } catch (e) {
+    if (e instanceof StriaError) throw err('EINVAL', `${op}: ${e.message}`, e.code);
+    throw e;
+  }
+}
