@@ -58,6 +58,8 @@ export interface FsStatfs {
 
 export class StriaClient {
   readonly root: Fid;
+  /** the filesystem's default layout, from the MDT at connect */
+  readonly fsDefault: { stripeSize: number; stripeCount: number };
   private readonly osts = new Map<number, OstClient>();
   private readonly io: StripedIo;
   private readonly fids: FidAllocator;
@@ -73,6 +75,7 @@ export class StriaClient {
     private readonly log: Logger,
   ) {
     this.root = connect.root;
+    this.fsDefault = connect.fsDefault;
     this.io = new StripedIo((idx) => this.osc(idx));
     this.fids = new FidAllocator(() => this.mdc.allocSequence());
   }
@@ -327,6 +330,10 @@ export class StriaClient {
     const bsize = 4096;
     const sum = (f: (s: OstStatfs) => number) => live.reduce((a, s) => a + Math.floor((f(s) * s.bsize) / bsize), 0);
     return { bsize, blocks: sum((s) => s.blocks), bfree: sum((s) => s.bfree), bavail: sum((s) => s.bavail), files: mdt.files, ffree: mdt.ffree };
+  }
+
+  async pingMgs(): Promise<void> {
+    await this.mgc.imp.ping();
   }
 
   async unmount(): Promise<void> {

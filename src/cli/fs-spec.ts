@@ -1,0 +1,38 @@
+/**
+ * Filesystem specs as mount takes them, MGSNID[,NID][:FAILOVER]:/fsname[/path],
+ * so admin tools can reach a filesystem and a path inside it without a mount.
+ */
+import { err } from '../common/errno.js';
+import { validateFsname } from '../common/targets.js';
+import { parseNidList, type Nid } from '../lnet/nid.js';
+import type { Fid } from '../common/fid.js';
+import type { StriaClient, FileAttr } from '../client/client.js';
+
+export interface FsSpec {
+  mgsNids: Nid[];
+  fsname: string;
+  /** path components inside the filesystem */
+  path: string[];
+  text: string;
+}
+
+export function parseFsSpec(text: string): FsSpec {
+  const i = text.indexOf(':/');
+  if (i <= 0) throw err('EINVAL', `'${text}' is not MGSNID:/FSNAME[/PATH]`, 'BAD_FS_SPEC');
+  const nids = text.slice(0, i).split(':').flatMap((n) => parseNidList(n));
+  const [fsname, ...path] = text.slice(i + 2).split('/').filter((p) => p.length > 0);
+  if (!fsname) throw err('EINVAL', `'${text}' names no filesystem`, 'BAD_FS_SPEC');
+  validateFsname(fsname);
+  return { mgsNids: nids, fsname, path, text };
+}
+
+/** Looks up a path component by component from the root. */
+export async function resolvePath(client: StriaClient, path: string[]): Promise<{ attr: FileAttr; parent: Fid | undefined; name: string | undefined }> {
+  let attr = await client.getattr(client.root);
+  let parent: Fid | undefined;
+  for (const name of path) {
+    parent = attr.fid;
+    attr = await client.lookup(attr.fid, name);
+  }
+  return { attr, parent, name: path[path.length - 1] };
+}

@@ -1,0 +1,117 @@
+/** `lctl`: Lustre-compatible administration commands (pools on the MGS, ping). */
+import { Command } from 'commander';
+import { randomUUID } from 'node:crypto';
+import { silentLogger } from '../common/log.js';
+import { err, toStriaError } from '../common/errno.js';
+import { ostName, validateFsname } from '../common/targets.js';
+import { validatePoolName } from '../common/layout.js';
+import { formatNid, parseNid, parseNidList, type Nid } from '../lnet/nid.js';
+import { RpcClient } from '../ptlrpc/client.js';
+import { MgsClient } from '../mgs/mgc.js';
+import type { FsConfig } from '../mgs/protocol.js';
+import { parseOstList } from './ost-list.js';
+
+const DEFAULT_MGS = '127.0.0.1@tcp';
+
+async function withMgs<T>(mgs: string, fn: (mgc: MgsClient) => Promise<T>): Promise<T> {
+  const rpc = new RpcClient({ uuid: `lctl-${randomUUID()}` }, silentLogger());
+  try {
+    const mgc = new MgsClient(rpc, parseNidList(mgs), { timeoutMs: 10_000, recoveryWaitMs: 10_000 });
+    await mgc.connect();
+    return await fn(mgc);
+  } finally {
+    await rpc.close();
+  }
+}
+
+function splitPool(spec: string): { fsname: string; pool?: string } {
+  const [fsname, pool, extra] = spec.split('.');
+  if (!fsname || extra !== undefined) throw err('EINVAL', `'${spec}' is not FSNAME[.POOL]`, 'BAD_POOL_SPEC');
+  validateFsname(fsname);
+  if (pool !== undefined) validatePoolName(pool);
+  return { fsname, pool };
+}
+
+function needPool(spec: string): { fsname: string; pool: string } {
+  const s = splitPool(spec);
+  if (!s.pool) throw err('EINVAL', `'${spec}' names no pool (expected FSNAME.POOL)`, 'BAD_POOL_SPEC');
+  return { fsname: s.fsname, pool: s.pool };
+}
+
+export function printPoolList(cfg: FsConfig, pool: string | undefined, out: (s: string) => void): void {
+  if (pool === undefined) {
+    out(`Pools from ${cfg.fsname}:`);
+    for (const name of Object.keys(cfg.pools).sort()) out(`${cfg.fsname}.${name}`);
+    return;
+  }
+  const members = cfg.pools[pool];
+  if (!members) throw err('ENOENT', `pool ${cfg.fsname}.${pool} does not exist`, 'NO_SUCH_POOL');
+  out(`Pool: ${cfg.fsname}.${pool}`);
+  for (const idx of members) out(`${ostName(cfg.fsname, idx)}_UUID`);
+}
+
+export function buildLctl(): Command {
+  const program = new Command('lctl')
+    .description('Stria administration (Lustre lctl subset)')
+    .option('--mgs <nids>', 'MGS NID(s)', process.env.STRIA_MGS ?? DEFAULT_MGS)
+    .configureOutput({ outputError: (str, write) => write(`lctl: ${str.replace(/^error: /, '')}`) });
+  const mgsOf = () => (program.opts() as { mgs: string }).mgs;
+  const print = (s: string) => process.stdout.write(`${s}\n`);
+
+  program.command('pool_new <fsname.pool>').description('create a pool').action(async (spec: string) => {
+    const p = needPool(spec);
+    await withMgs(mgsOf(), (m) => m.poolOp({ op: 'pool_new', ...p }));
+    print(`Pool ${p.fsname}.${p.pool} created`);
+  });
+  program.command('pool_add <fsname.pool> <osts...>').description('add OSTs to a pool').action(async (spec: string, osts: string[]) => {
+    const p = needPool(spec);
+    const list = parseOstList(osts);
+    await withMgs(mgsOf(), (m) => m.poolOp({ op: 'pool_add', ...p, osts: list }));
+    for (const i of list) print(`OST ${ostName(p.fsname, i)}_UUID added to pool ${p.fsname}.${p.pool}`);
+  });
+  program.command('pool_remove <fsname.pool> <osts...>').description('remove OSTs from a pool').action(async (spec: string, osts: string[]) => {
+    const p = needPool(spec);
+    const list = parseOstList(osts);
+    await withMgs(mgsOf(), (m) => m.poolOp({ op: 'pool_remove', ...p, osts: list }));
+    for (const i of list) print(`OST ${ostName(p.fsname, i)}_UUID removed from pool ${p.fsname}.${p.pool}`);
+  });
+  program.command('pool_destroy <fsname.pool>').description('destroy an empty pool').action(async (spec: string) => {
+    const p = needPool(spec);
+    await withMgs(mgsOf(), (m) => m.poolOp({ op: 'pool_destroy', ...p }));
+    print(`Pool ${p.fsname}.${p.pool} destroyed`);
+  });
+  program.command('pool_list <fsname[.pool]>').description('list pools or a pool\'s OSTs').action(async (spec: string) => {
+    const s = splitPool(spec);
+    const cfg = await withMgs(mgsOf(), (m) => m.config(s.fsname));
+    printPoolList(cfg, s.pool, print);
+  });
+  program.command('dl').description('list the targets the MGS knows for a filesystem').argument('<fsname>').action(async (fsname: string) => {
+    validateFsname(fsname);
+    const cfg = await withMgs(mgsOf(), (m) => m.config(fsname));
+    let n = 0;
+    for (const t of cfg.mdts) print(`${String(n++).padStart(3)} UP mdt ${fsname}-MDT${t.index.toString(16).padStart(4, '0')} ${t.uuid} ${t.nids.join(',')}`);
+    for (const t of cfg.osts) print(`${String(n++).padStart(3)} UP obdfilter ${ostName(fsname, t.index)} ${t.uuid} ${t.nids.join(',')}`);
+  });
+  program.command('ping <nid>').description('check that a server answers (OBD_PING)').action(async (nidText: string) => {
+    const nid: Nid = parseNid(nidText);
+    const rpc = new RpcClient({ uuid: `lctl-${randomUUID()}` }, silentLogger());
+    try {
+      const t0 = performance.now();
+      await rpc.ping(nid, 10_000);
+      print(`${formatNid(nid)} answered in ${(performance.now() - t0).toFixed(2)} ms`);
+    } finally {
+      await rpc.close();
+    }
+  });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildLctl().parseAsync(argv);
+  } catch (e) {
+    const se = toStriaError(e);
+    process.stderr.write(`lctl: ${se.message}\n`);
+    process.exitCode = 1;
+  }
+}
