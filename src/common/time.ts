@@ -12,8 +12,15 @@ export function now(): Timestamp {
 const epochOriginNs = BigInt(Date.now()) * 1_000_000n;
 const hrtimeOrigin = process.hrtime.bigint();
 
+/** Floored, so times before 1970 keep 0 <= nsec < 1e9. */
 export function fromNs(ns: bigint): Timestamp {
-  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+  let sec = ns / 1_000_000_000n;
+  let nsec = ns % 1_000_000_000n;
+  if (nsec < 0n) {
+    nsec += 1_000_000_000n;
+    sec -= 1n;
+  }
+  return { sec: Number(sec), nsec: Number(nsec) };
 }
 
 export function toNs(t: Timestamp): bigint {

@@ -10,7 +10,7 @@ import { err, toStriaError } from '../common/errno.js';
 import { OST_SEQ_MAX_OID } from '../common/fid.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { ostName } from '../common/targets.js';
-import { fromNs, isTimestamp, type Timestamp } from '../common/time.js';
+import { isTimestamp, type Timestamp } from '../common/time.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { HandleCache } from './handle-cache.js';
 import { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_ORPHANS, MAX_PRECREATE } from './limits.js';
@@ -456,17 +456,29 @@ function checkRange(offset: number, length: number): void {
   if (!Number.isSafeInteger(length) || length < 0 || length > MAX_IO_BYTES) {
     throw err('EINVAL', `length ${length} must be an integer in 0..${MAX_IO_BYTES}`, 'BAD_REQUEST');
   }
-  if (offset + length > MAX_OBJECT_BYTES) throw err('EINVAL', `offset ${offset} + length ${length} is beyond 2^53`, 'BAD_REQUEST');
+  // Compared by subtraction: offset + length itself may round down past 2^53.
+  if (offset > MAX_OBJECT_BYTES - length) throw err('EINVAL', `offset ${offset} + length ${length} is beyond 2^53`, 'BAD_REQUEST');
 }
 
 function toAttr(st: import('node:fs').BigIntStats): ObjAttr {
   return {
     size: Number(st.size),
     blocks: Number(st.blocks),
-    atime: fromNs(st.atimeNs),
-    mtime: fromNs(st.mtimeNs),
-    ctime: fromNs(st.ctimeNs),
+    atime: timestampOf(st.atimeNs),
+    mtime: timestampOf(st.mtimeNs),
+    ctime: timestampOf(st.ctimeNs),
   };
+}
+
+/** Like fromNs, but also right before 1970: nsec stays in 0..999999999 (floored division). */
+function timestampOf(ns: bigint): Timestamp {
+  let sec = ns / 1_000_000_000n;
+  let nsec = ns % 1_000_000_000n;
+  if (nsec < 0n) {
+    nsec += 1_000_000_000n;
+    sec -= 1n;
+  }
+  return { sec: Number(sec), nsec: Number(nsec) };
 }
 
 /**

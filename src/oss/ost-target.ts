@@ -67,7 +67,7 @@ export function createOstTarget(store: ObjectStore, log: Logger): OstTarget {
     const data = ctx.bulk;
     if (!Buffer.isBuffer(data)) throw err('EINVAL', `${op}: bad request: the data bulk is missing`, 'BAD_REQUEST');
     if (data.length > MAX_IO_BYTES) throw err('EINVAL', `${op}: bad request: bulk of ${data.length} bytes exceeds ${MAX_IO_BYTES}`, 'BAD_REQUEST');
-    if (b.offset + data.length > MAX_OBJECT_BYTES) {
+    if (b.offset > MAX_OBJECT_BYTES - data.length) {
       throw err('EINVAL', `${op}: bad request: offset: ${b.offset} + ${data.length} bytes is beyond 2^53`, 'BAD_REQUEST');
     }
     const n = await store.write(b.seq, b.oid, b.offset, data, b.sync ?? false);

@@ -35,7 +35,7 @@ export type OstCreateReply = z.infer<typeof OstCreateReply>;
 /** OST_READ: reply body { n } and n bytes of bulk. */
 export const OstReadRequest = z
   .object({ seq, oid, offset, length: z.number().int().min(0).max(MAX_IO_BYTES) })
-  .refine((b) => b.offset + b.length <= MAX_OBJECT_BYTES, { path: ['length'], message: 'offset + length is beyond 2^53' });
+  .refine((b) => b.offset <= MAX_OBJECT_BYTES - b.length, { path: ['length'], message: 'offset + length is beyond 2^53' });
 export type OstReadRequest = z.infer<typeof OstReadRequest>;
 
 /** OST_WRITE: the data is the request bulk. */

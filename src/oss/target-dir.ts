@@ -42,13 +42,14 @@ interface LockOwner {
 
 /**
  * Validates (or formats, when empty) `dir` as target `id` and locks it.
- * `initLayout` creates the target's own structure before the marker is written,
- * so a directory with a marker is always complete.
+ * `ensureLayout` creates the target's own structure; it runs on every open
+ * (after the marker is written), so a format interrupted after the marker
+ * completes at the next open instead of leaving an unrecognisable directory.
  */
 export async function openTargetDir(
   dir: string,
   id: TargetIdentity,
-  initLayout: (dir: string) => Promise<void>,
+  ensureLayout: (dir: string) => Promise<void>,
 ): Promise<OpenedTargetDir> {
   validateFsname(id.fsname);
   validateTargetIndex(id.index);
@@ -68,11 +69,11 @@ export async function openTargetDir(
       checkMarker(dir, marker, id, wanted);
     } else {
       await requireEmpty(dir, wanted);
-      await initLayout(dir);
       marker = { fsname: id.fsname, index: id.index, uuid: `${wanted}_UUID`, kind: id.kind, version: MARKER_VERSION };
       await writeFileAtomic(join(dir, MARKER_FILE), JSON.stringify(marker, null, 2) + '\n');
       formatted = true;
     }
+    await ensureLayout(dir);
     return { marker, formatted, release: lock };
   } catch (e) {
     await lock();

@@ -6,14 +6,17 @@
  * function returns, the writes are applied in one LMDB write transaction.
  *
  * Group commit (the default): once a transaction's function has finished, its
- * writes go into an in-memory overlay that later transactions (and plain
- * get/scan) read through, the mutex is released, and the transaction's promise
- * resolves only when LMDB reports its commit durable. Transactions that finish
- * while a commit is in flight are applied together in the next LMDB
- * transaction, in order, so the disk always holds a prefix of the logical
- * sequence. If an LMDB commit ever fails, the store fails: that transaction,
- * every queued one and every later call reject with STORE_FAILED, because
- * later transactions may have read the lost writes.
+ * writes go into an in-memory overlay that later transactions read through,
+ * the mutex is released, and the transaction's promise resolves only when
+ * LMDB reports its commit durable. Transactions that finish while a commit is
+ * in flight are applied together in the next LMDB transaction, in order, so
+ * the disk always holds a prefix of the logical sequence. A transaction that
+ * read another's not-yet-durable writes resolves only after them.
+ * get/scan outside a transaction see the durable state only.
+ *
+ * If an LMDB commit ever fails, the store fails: that transaction, every
+ * queued one and every later call reject with STORE_FAILED, because later
+ * transactions may have read the lost writes.
  *
  * Crash safety is LMDB's: commits are synced (fdatasync before the promise
  * resolves), copy-on-write pages never overwrite the last committed state, so
@@ -46,8 +49,9 @@ export interface LmdbStoreOptions {
   /** release the transaction lock before the commit is durable (default true) */
   groupCommit?: boolean;
   /**
-   * LMDB overlapping sync (default true): commit, then flush while the next
-   * commit is prepared. Either way a transaction resolves only once flushed.
+   * LMDB overlapping sync (default false): commit, then flush while the next
+   * commit runs. Either way a transaction resolves only once flushed, but
+   * with it a commit is visible to get/scan a moment before it is durable.
    */
   overlappingSync?: boolean;
   log?: Logger;
@@ -68,7 +72,7 @@ interface QueuedCommit {
 
 export async function openLmdbStore(dir: string, opts: LmdbStoreOptions = {}): Promise<MetadataStore> {
   checkDirectory(dir);
-  const overlappingSync = opts.overlappingSync ?? true;
+  const overlappingSync = opts.overlappingSync ?? false;
   let db: RootDatabase<Buffer, Buffer>;
   try {
     db = open<Buffer, Buffer>({
@@ -175,12 +179,13 @@ class LmdbStore implements MetadataStore {
 
   async get<T = unknown>(key: string): Promise<T | undefined> {
     this.usable();
-    return this.readDurableOrOverlay<T>(key);
+    const raw = this.db.get(keyBytes(key));
+    return raw === undefined ? undefined : decodeValue<T>(raw);
   }
 
   async scan<T = unknown>(prefix: string, after: string | undefined, limit: number): Promise<Array<[string, T]>> {
     this.usable();
-    return this.scanLayers<T>(prefix, after, limit, undefined);
+    return this.scanLayers<T>(prefix, after, limit, undefined).rows;
   }
 
   async transact<T>(fn: (tx: StoreTxn) => Promise<T>): Promise<T> {
@@ -205,8 +210,10 @@ class LmdbStore implements MetadataStore {
       if (tx.writes.size === 0) {
         unlock();
         // what it read may still be in flight: answer only once that is durable
-        await this.newestDurable;
-        this.usable();
+        if (tx.sawPending) {
+          await this.newestDurable;
+          this.usable();
+        }
         return result;
       }
       const durable = this.enqueue(tx.writes);
@@ -235,26 +242,33 @@ class LmdbStore implements MetadataStore {
 
   // --- reads through the layers ---
 
-  readEncoded(key: string): Buffer | undefined {
+  /** A transaction's read below its own writes: the overlay, then LMDB. */
+  readPendingOrDurable(key: string): { raw: Buffer | undefined; pending: boolean } {
     const kb = keyBytes(key);
     const o = this.overlay.get(key);
-    if (o !== undefined) return o ?? undefined;
-    return this.db.get(kb);
+    if (o !== undefined) return { raw: o ?? undefined, pending: true };
+    return { raw: this.db.get(kb), pending: false };
   }
 
-  private readDurableOrOverlay<T>(key: string): T | undefined {
-    const raw = this.readEncoded(key);
-    return raw === undefined ? undefined : decodeValue<T>(raw);
-  }
-
-  scanLayers<T>(prefix: string, after: string | undefined, limit: number, writes: WriteSet | undefined): Array<[string, T]> {
+  /** With `writes` (inside a transaction) the overlay and those writes lie over LMDB. */
+  scanLayers<T>(
+    prefix: string,
+    after: string | undefined,
+    limit: number,
+    writes: WriteSet | undefined,
+  ): { rows: Array<[string, T]>; pending: boolean } {
     checkScanArgs(prefix, after, limit);
-    if (limit === 0) return [];
-    const txLayer: Array<[string, Buffer | null]> = [];
-    if (writes) for (const [k, v] of writes) if (inScanRange(k, prefix, after)) txLayer.push([k, v]);
-    const upper = upperLayers([this.overlay.inRange(prefix, after), txLayer]);
+    if (limit === 0) return { rows: [], pending: false };
+    const layers: Array<Array<[string, Buffer | null]>> = [];
+    if (writes) {
+      layers.push([...this.overlay.inRange(prefix, after)]);
+      const own: Array<[string, Buffer | null]> = [];
+      for (const [k, v] of writes) if (inScanRange(k, prefix, after)) own.push([k, v]);
+      layers.push(own);
+    }
+    const upper = upperLayers(layers);
     const merged = mergeScan(this.baseRange(prefix, after), upper, limit);
-    return merged.map(([k, v]) => [k, decodeValue<T>(v)]);
+    return { rows: merged.map(([k, v]) => [k, decodeValue<T>(v)]), pending: (layers[0]?.length ?? 0) > 0 };
   }
 
   private *baseRange(prefix: string, after: string | undefined): Iterable<[string, Buffer]> {
@@ -346,6 +360,8 @@ class LmdbStore implements MetadataStore {
 /** A transaction's view: its own writes over the store's layers. */
 class BufferedTxn implements StoreTxn {
   readonly writes: WriteSet = new Map();
+  /** read something another transaction wrote that is not durable yet */
+  sawPending = false;
   private done = false;
 
   constructor(private readonly store: LmdbStore) {}
@@ -354,7 +370,8 @@ class BufferedTxn implements StoreTxn {
     this.open();
     const own = this.writes.get(key);
     if (own !== undefined) return own === null ? undefined : decodeValue<T>(own);
-    const raw = this.store.readEncoded(key);
+    const { raw, pending } = this.store.readPendingOrDurable(key);
+    if (pending) this.sawPending = true;
     return raw === undefined ? undefined : decodeValue<T>(raw);
   }
 
@@ -373,7 +390,9 @@ class BufferedTxn implements StoreTxn {
 
   async scan<T = unknown>(prefix: string, after: string | undefined, limit: number): Promise<Array<[string, T]>> {
     this.open();
-    return this.store.scanLayers<T>(prefix, after, limit, this.writes);
+    const { rows, pending } = this.store.scanLayers<T>(prefix, after, limit, this.writes);
+    if (pending) this.sawPending = true;
+    return rows;
   }
 
   finish(): void {
