@@ -601,7 +601,10 @@ export class Namespace {
     const k = fidKey(fid);
     this.opens.set(k, (this.opens.get(k) ?? 0) + 1);
     try {
-      return await this.getattr(fid);
+      // through a transaction: an unlink deciding right now must be seen, not the older durable state
+      const ino = await this.store.transact((tx) => tx.get<Inode>(K.inode(fid)));
+      if (!ino) throw err('ENOENT', `no inode ${fidToString(fid)}`);
+      return ino;
     } catch (e) {
       this.decOpen(k);
       throw e;
@@ -613,7 +616,8 @@ export class Namespace {
     const k = fidKey(fid);
     if (!this.opens.get(k)) throw err('EBADF', `${fidToString(fid)} is not open`);
     this.decOpen(k);
-    if (this.isOpen(fid) || !(await this.store.get(K.orphan(fid)))) return { destroy: [] };
+    if (this.isOpen(fid)) return { destroy: [] };
+    // in a transaction: the unlink that made it an orphan may not be durable yet
     const destroy = await this.store.transact(async (tx) => (this.isOpen(fid) ? [] : this.reapOrphan(tx, fid)));
     return { destroy };
   }

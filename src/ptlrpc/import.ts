@@ -350,7 +350,7 @@ export class Import extends EventEmitter {
       err('ETIMEDOUT', `${opcodeName(req.opc)} to ${this.target} (at ${nid}) timed out after ${req.timeoutMs} ms (xid ${req.xid})`, 'RPC_TIMEOUT'),
     );
     this.pump();
-    if (ch === this.channel) this.probe(ch).catch(() => undefined);
+    if (ch === this.channel && !this.probing) this.probe(ch).catch(() => undefined);
   }
 
   /** Puts an unanswered request back, in xid order, to be resent after (re)connection. */
@@ -553,7 +553,7 @@ export class Import extends EventEmitter {
     if (this.pingIntervalMs === 0 || this.pingTimer) return;
     this.pingTimer = setInterval(() => {
       const ch = this.channel;
-      if (this._state !== 'FULL' || !ch || Date.now() - this.lastActivity < this.pingIntervalMs) return;
+      if (this._state !== 'FULL' || !ch || this.probing || Date.now() - this.lastActivity < this.pingIntervalMs) return;
       this.probe(ch).catch(() => undefined);
     }, this.pingIntervalMs);
     this.pingTimer.unref();
