@@ -41,7 +41,7 @@ export const Errno = {
   ENOTCONN: constants.errno.ENOTCONN,
   ECONNREFUSED: constants.errno.ECONNREFUSED,
   ETIMEDOUT: constants.errno.ETIMEDOUT,
-  ESHUTDOWN: constants.errno.ESHUTDOWN ?? 108,
+  ESHUTDOWN: (constants.errno as Record<string, number>).ESHUTDOWN ?? 108,
   ESTALE: constants.errno.ESTALE,
   EDQUOT: constants.errno.EDQUOT,
   ECANCELED: constants.errno.ECANCELED,

@@ -5,7 +5,8 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { err, StriaError } from '../common/errno.js';
-import { FRAME_MAGIC, FRAME_PREFIX_BYTES, MsgType, type MsgHeader } from '../ptlrpc/types.js';
+import { MsgType } from '../ptlrpc/opcodes.js';
+import { FRAME_MAGIC, FRAME_PREFIX_BYTES, type MsgHeader } from '../ptlrpc/types.js';
 
 export interface FrameLimits {
   maxHeaderBytes: number;
@@ -61,9 +62,12 @@ function withoutUndefined(header: MsgHeader): MsgHeader {
 
 type Phase = 'prefix' | 'header' | 'bulk';
 
+const BULK_ALLOC_FRACTION = 4;
+
 /**
  * Streaming decoder. A bulk that lies entirely inside one pushed chunk comes back as a
- * subarray of it; otherwise exactly bulkLen bytes are allocated once and filled.
+ * subarray of it; otherwise exactly bulkLen bytes are allocated once (when a quarter of
+ * them has arrived) and the chunks are copied in.
  * After a protocol error the decoder stays failed: the connection must be closed.
  */
 export class FrameDecoder {
@@ -170,6 +174,9 @@ export class FrameDecoder {
         this.emitBulk(out, bulk);
         return true;
       }
+      // A peer must send a quarter of what it announced before we allocate all of it,
+      // so a few header bytes cannot make us hold maxBulkBytes per connection.
+      if (this.buffered < this.bulkLen && this.buffered < this.bulkLen / BULK_ALLOC_FRACTION) return false;
       this.bulkBuf = Buffer.allocUnsafe(this.bulkLen);
       this.bulkFilled = 0;
     }

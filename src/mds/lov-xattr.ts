@@ -33,7 +33,7 @@ const U16_ANY = 0xffff;
 export function encodeLovEA(layout: Raid0Layout, fileFid: Fid): Buffer {
   const objects = layout.pattern === 'released' ? [] : layout.objects;
   const buf = header(layout.pool, objects.length);
-  buf.writeUInt32LE(patternBits(layout), 4);
+  buf.writeUInt32LE(patternBits(layout) >>> 0, 4); // the released flag is bit 31: JS "|" made it negative
   writeFid(buf, 8, fileFid.seq, fileFid.oid, fileFid.ver);
   buf.writeUInt32LE(layout.stripeSize, 24);
   buf.writeUInt16LE(layout.stripeCount & 0xffff, 28);

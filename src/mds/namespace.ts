@@ -168,6 +168,7 @@ export class Namespace {
     const dir = await this.getattr(parent);
     if (dir.type !== 'dir') throw err('ENOTDIR', `${fidToString(parent)} is not a directory`);
     if (name === '.') return dir;
+    if (dir.nlink === 0) throw err('ENOENT', `directory ${fidToString(parent)} has been removed`);
     if (name === '..') return this.getattr(dir.parent ?? ROOT_FID);
     checkName(name);
     const found = await findEntry(this.store, parent, name);
@@ -214,7 +215,8 @@ export class Namespace {
     return this.store.transact(async (tx) => {
       const c = new InodeCache(tx);
       const dir = await c.dir(parent);
-      const existing = await findEntry(tx, parent, name);
+      const probe = await probeName(tx, parent, name);
+      const existing = probe.found;
       if (existing) {
         // a resent create finds its own entry: answer as the first time
         if (fidEquals(existing.entry.fid, s.fid)) return c.must(s.fid);
@@ -256,7 +258,7 @@ export class Namespace {
       dir.ctime = t;
       c.put(ino);
       c.put(dir);
-      await addEntry(tx, parent, name, { name, fid: s.fid, type: s.type });
+      putNewEntry(tx, probe, parent, { name, fid: s.fid, type: s.type });
       await addToCounter(tx, K.inodeCount, 1);
       c.flush();
       return ino;
@@ -275,8 +277,9 @@ export class Namespace {
       if (ino.nlink === 0) throw err('ENOENT', `${fidToString(fid)} has been unlinked`);
       if (ino.nlink >= LINK_MAX) throw err('EMLINK', `${fidToString(fid)} already has ${ino.nlink} links`);
       const dir = await c.dir(parent);
-      if (await findEntry(tx, parent, name)) throw err('EEXIST', `'${name}' exists in ${fidToString(parent)}`);
-      await addEntry(tx, parent, name, { name, fid: ino.fid, type: ino.type });
+      const probe = await probeName(tx, parent, name);
+      if (probe.found) throw err('EEXIST', `'${name}' exists in ${fidToString(parent)}`);
+      putNewEntry(tx, probe, parent, { name, fid: ino.fid, type: ino.type });
       ino.nlink++;
       ino.ctime = t;
       dir.mtime = t;
@@ -381,7 +384,7 @@ export class Namespace {
       tx.del(se.key);
       const entry: StoredDentry = { name: dstName, fid: src.fid, type: src.type };
       if (de) tx.put(de.key, entry);
-      else await addEntry(tx, dstParent, dstName, entry);
+      else await addEntry(tx, dstParent, entry);
       let destroy: OstObject[] = [];
       if (dst) {
         if (dst.type === 'dir') ddir.nlink--;
@@ -787,23 +790,43 @@ class InodeCache {
 
 type Reader = Pick<StoreTxn, 'scan'>;
 
-async function findEntry(r: Reader, dir: Fid, name: string): Promise<FoundDentry | undefined> {
-  const rows = await r.scan<StoredDentry>(K.dentryHashPrefix(dir, nameHash(name)), undefined, DENTRY_SLOTS);
-  for (const [key, entry] of rows) if (entry.name === name) return { key, pos: posFromDentryKey(key), entry };
-  return undefined;
+interface NameProbe {
+  found?: FoundDentry;
+  /** key of the lowest free slot for the name's hash, if any is free */
+  freeKey?: string;
 }
 
-async function addEntry(tx: StoreTxn, dir: Fid, name: string, entry: StoredDentry): Promise<void> {
+/** One scan of the name's hash slots answers both "is it there" and "where would it go". */
+async function probeName(r: Reader, dir: Fid, name: string): Promise<NameProbe> {
   const hash = nameHash(name);
-  const rows = await tx.scan<StoredDentry>(K.dentryHashPrefix(dir, hash), undefined, DENTRY_SLOTS);
-  const used = new Set(rows.map(([key]) => slotOfPos(posFromDentryKey(key))));
+  const rows = await r.scan<StoredDentry>(K.dentryHashPrefix(dir, hash), undefined, DENTRY_SLOTS);
+  const out: NameProbe = {};
+  const used = new Set<number>();
+  for (const [key, entry] of rows) {
+    const pos = posFromDentryKey(key);
+    used.add(slotOfPos(pos));
+    if (entry.name === name) out.found = { key, pos, entry };
+  }
   for (let slot = 0; slot < DENTRY_SLOTS; slot++) {
     if (!used.has(slot)) {
-      tx.put(K.dentry(dir, dentryPos(hash, slot)), entry);
-      return;
+      out.freeKey = K.dentry(dir, dentryPos(hash, slot));
+      break;
     }
   }
-  throw err('ENOSPC', `too many names in ${fidToString(dir)} share the hash of '${name}'`, 'DIR_HASH_FULL');
+  return out;
+}
+
+async function findEntry(r: Reader, dir: Fid, name: string): Promise<FoundDentry | undefined> {
+  return (await probeName(r, dir, name)).found;
+}
+
+function putNewEntry(tx: StoreTxn, probe: NameProbe, dir: Fid, entry: StoredDentry): void {
+  if (!probe.freeKey) throw err('ENOSPC', `too many names in ${fidToString(dir)} share the hash of '${entry.name}'`, 'DIR_HASH_FULL');
+  tx.put(probe.freeKey, entry);
+}
+
+async function addEntry(tx: StoreTxn, dir: Fid, entry: StoredDentry): Promise<void> {
+  putNewEntry(tx, await probeName(tx, dir, entry.name), dir, entry);
 }
 
 async function dirIsEmpty(r: Reader, dir: Fid): Promise<boolean> {

@@ -7,8 +7,8 @@ import { err, StriaError } from '../common/errno.js';
 import type { Logger } from '../common/log.js';
 import type { FrameConnection } from '../lnet/connection.js';
 import type { Frame } from './message.js';
-import { Opc } from './opcodes.js';
-import { MsgType, type MsgHeader } from './types.js';
+import { MsgType, Opc } from './opcodes.js';
+import type { MsgHeader } from './types.js';
 
 /** Handles one incoming request; must send its reply through the channel. */
 export type RequestDispatcher = (header: MsgHeader, bulk: Buffer | undefined) => Promise<void> | void;

@@ -10,7 +10,7 @@ import type { Logger } from '../common/log.js';
 import { formatNid, type Nid } from '../lnet/nid.js';
 import type { RpcChannel } from './channel.js';
 import { bulkChecksum } from './checksum.js';
-import { errorFromReply, isPlainObject, normalizeBulk, requestHeader, toReplyMessage, type Frame } from './message.js';
+import { checkRequestArgs, errorFromReply, isPlainObject, normalizeBulk, requestHeader, toReplyMessage, type Frame } from './message.js';
 import { CONNECT_OPCODES, MsgType, MsgFlag, Opc, opcodeName } from './opcodes.js';
 import type { ImportOptions, ImportState, ReplyMessage, RequestOptions } from './types.js';
 
@@ -173,6 +173,11 @@ export class Import extends EventEmitter {
 
   request(opc: number, body: unknown, opts: RequestOptions = {}): Promise<ReplyMessage> {
     if (this._state === 'CLOSED') return Promise.reject(this.closedError());
+    try {
+      checkRequestArgs(opc, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const bulk = normalizeBulk(opts.bulk);
     const timeoutMs = positive(opts.timeoutMs, this.timeoutMs);
     return new Promise<ReplyMessage>((resolve, reject) => {
@@ -415,18 +420,26 @@ export class Import extends EventEmitter {
   private ensureConnecting(): void {
     if (this.connecting || this._state === 'CLOSED' || this._state === 'FULL') return;
     this.connecting = true;
-    this.connectLoop()
-      .catch((e: unknown) => this.log.error({ err: e, target: this.target }, 'connect loop failed'))
-      .finally(() => {
-        this.connecting = false;
-      });
+    this.connectLoop().catch((e: unknown) => {
+      this.connecting = false;
+      this.log.error({ err: e, target: this.target }, 'connect loop failed');
+    });
   }
 
   private hasWaiters(): boolean {
     return this.connectWaiters.length > 0 || this.queue.length > 0 || this.resendList.length > 0 || this.inFlight.size > 0;
   }
 
+  /** Runs while `connecting`; clears it before anything that may start a new loop. */
   private async connectLoop(): Promise<void> {
+    try {
+      await this.connectAttempts();
+    } finally {
+      this.connecting = false;
+    }
+  }
+
+  private async connectAttempts(): Promise<void> {
     this.setState('CONNECTING');
     let delay = BACKOFF_START_MS;
     // Bounded by close(), by a refusal before the first connection, and (never connected)
@@ -438,6 +451,7 @@ export class Import extends EventEmitter {
         if (this._state !== 'CONNECTING') return;
       }
       if (!this.everConnected && !this.hasWaiters()) {
+        this.connecting = false;
         this.setState('DISCONN');
         return;
       }
@@ -448,6 +462,7 @@ export class Import extends EventEmitter {
         return;
       }
       if (outcome.ok) {
+        this.connecting = false;
         this.connected(nid, outcome);
         return;
       }
@@ -455,8 +470,9 @@ export class Import extends EventEmitter {
       this.nidIndex++;
       if (outcome.refused && !this.everConnected) {
         this.log.warn({ target: this.target, nid: formatNid(nid), err: outcome.error.message }, 'connection refused by the target');
-        this.failWaiters(outcome.error);
+        this.connecting = false;
         this.setState('DISCONN');
+        this.failWaiters(outcome.error);
         return;
       }
       this.log[attempt === 0 ? 'info' : 'debug'](
@@ -479,7 +495,11 @@ export class Import extends EventEmitter {
     try {
       reply = await ch.call(header, undefined, timeoutMs, `${opcodeName(this.connectOpc)} to ${this.target}`);
     } catch (e) {
-      return { ok: false, refused: false, error: toStriaError(e) };
+      const se = toStriaError(e);
+      // no answer to CONNECT: the connection is dead (a peer that holds the socket but
+      // says nothing); drop it so the next attempt opens a fresh one
+      if (se.code === 'RPC_TIMEOUT') ch.close(se);
+      return { ok: false, refused: false, error: se };
     }
     if (reply.header.t === MsgType.ERROR) return { ok: false, refused: true, error: errorFromReply(reply.header) };
     const body = reply.header.b;

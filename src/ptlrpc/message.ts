@@ -2,8 +2,8 @@
 import { Errno, err, errnoName, StriaError, toStriaError } from '../common/errno.js';
 import type { Logger } from '../common/log.js';
 import { bulkChecksum, bulkChecksumMatches } from './checksum.js';
-import { opcodeName } from './opcodes.js';
-import { MsgType, PROTOCOL_VERSION, type MsgHeader, type ReplyMessage, type ReplyPayload, type RequestOptions } from './types.js';
+import { MsgType, opcodeName } from './opcodes.js';
+import { PROTOCOL_VERSION, type MsgHeader, type ReplyMessage, type ReplyPayload, type RequestOptions } from './types.js';
 
 export interface Frame {
   header: MsgHeader;
@@ -24,6 +24,27 @@ export function bulkLength(bulk: readonly Buffer[] | undefined): number {
   let n = 0;
   if (bulk) for (const b of bulk) n += b.length;
   return n;
+}
+
+const isU32 = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
+
+/**
+ * Rejects request arguments the peer's decoder would refuse: sent anyway, they would get
+ * the whole connection closed (and every request on it resent).
+ */
+export function checkRequestArgs(opc: unknown, opts: RequestOptions): void {
+  const bad = (what: string): StriaError => err('EINVAL', `invalid request: ${what}`, 'BAD_REQUEST');
+  if (!isU32(opc)) throw bad(`opcode ${String(opc)}`);
+  if (opts.uid !== undefined && !isU32(opts.uid)) throw bad(`uid ${String(opts.uid)}`);
+  if (opts.gid !== undefined && !isU32(opts.gid)) throw bad(`gid ${String(opts.gid)}`);
+  if (opts.jobid !== undefined && typeof opts.jobid !== 'string') throw bad('jobid must be a string');
+  if (opts.timeoutMs !== undefined && !(typeof opts.timeoutMs === 'number' && opts.timeoutMs > 0 && Number.isFinite(opts.timeoutMs))) {
+    throw bad(`timeoutMs ${String(opts.timeoutMs)}`);
+  }
+  const bulk = opts.bulk;
+  if (bulk !== undefined && !Buffer.isBuffer(bulk) && !(Array.isArray(bulk) && bulk.every((b) => Buffer.isBuffer(b)))) {
+    throw bad('bulk must be a Buffer or an array of Buffers');
+  }
 }
 
 export interface RequestHeaderExtra {
@@ -67,14 +88,16 @@ export function replyHeader(req: MsgHeader, body: unknown, transno: number | und
 }
 
 export function errorHeader(req: MsgHeader, e: StriaError, extra: ReplyHeaderExtra): MsgHeader {
+  // a malformed errno would make the peer reject the whole frame (and drop the connection)
+  const errno = Number.isInteger(e.errno) && e.errno > 0 && e.errno <= 0xffff ? e.errno : Errno.EIO;
   const h: MsgHeader = {
     v: PROTOCOL_VERSION,
     t: MsgType.ERROR,
     opc: req.opc,
     xid: req.xid,
-    st: -Math.abs(e.errno),
-    code: e.code,
-    msg: e.message,
+    st: -errno,
+    code: typeof e.code === 'string' ? e.code : errnoName(errno),
+    msg: String(e.message),
   };
   if (extra.lc !== undefined) h.lc = extra.lc;
   h.svc = extra.svcMs;

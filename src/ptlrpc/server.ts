@@ -14,6 +14,7 @@ import { RpcChannel } from './channel.js';
 import { bulkChecksum, bulkChecksumMatches } from './checksum.js';
 import { RpcExport, type ServerLink } from './export.js';
 import {
+  checkRequestArgs,
   checksumError,
   errorHeader,
   isPlainObject,
@@ -26,9 +27,8 @@ import {
   validTransno,
   type HandlerOutcome,
 } from './message.js';
-import { CONNECT_OPCODES, DISCONNECT_OPCODES, Opc, opcodeName } from './opcodes.js';
+import { CONNECT_OPCODES, DISCONNECT_OPCODES, MsgFlag, Opc, opcodeName } from './opcodes.js';
 import {
-  MsgFlag,
   PROTOCOL_VERSION,
   type MsgHeader,
   type ReplyMessage,
@@ -321,6 +321,7 @@ export class RpcServer {
 
   private async callback(exp: RpcExport, opc: number, body: unknown, opts: RequestOptions): Promise<ReplyMessage> {
     const what = `${opcodeName(opc)} to client ${exp.clientUuid} of ${exp.target}`;
+    checkRequestArgs(opc, opts);
     const link = exp.link;
     if (!link || !link.channel.isOpen) throw err('ENOTCONN', `${what}: the client is not connected`, 'NOT_CONNECTED');
     const bulk = normalizeBulk(opts.bulk);

@@ -14,6 +14,9 @@
  * read another's not-yet-durable writes resolves only after them.
  * get/scan outside a transaction see the durable state only.
  *
+ * A transaction function must not call transact() itself: it would wait for
+ * the lock it holds.
+ *
  * If an LMDB commit ever fails, the store fails: that transaction, every
  * queued one and every later call reject with STORE_FAILED, because later
  * transactions may have read the lost writes.
@@ -42,7 +45,8 @@ export const MAX_SCAN_LIMIT = 100_000;
 
 // Keys are UTF-8 strings, which never contain the byte 0xff, so the marker
 // can never collide with a caller's key nor fall inside any prefix scan.
-const MARKER_KEY = Buffer.from([0xff, ...Buffer.from('stria-store')]);
+export const LMDB_MARKER_KEY: Readonly<Buffer> = Buffer.from([0xff, ...Buffer.from('stria-store')]);
+const MARKER_KEY = LMDB_MARKER_KEY as Buffer;
 const KEY_END = Buffer.from([0xff]);
 
 export interface LmdbStoreOptions {
@@ -112,6 +116,24 @@ function checkDirectory(dir: string): void {
   // lost+found: the store may be the root of its own ext4 filesystem
   if (names.some((n) => n !== 'lost+found') && !names.includes('data.mdb')) {
     throw err('EINVAL', `${dir} is not empty and holds no Stria metadata store (refusing to write into it)`, 'STORE_FOREIGN');
+  }
+  if (names.includes('data.mdb') && !looksLikeLmdb(path.join(dir, 'data.mdb'))) {
+    throw err('EINVAL', `${dir}/data.mdb is not an LMDB file`, 'STORE_FOREIGN');
+  }
+}
+
+// The native binding crashes the process on a file that is not LMDB, so look
+// for the meta page's magic (0xBEEFC0DE) in the first page header first.
+const LMDB_MAGIC = Buffer.from([0xde, 0xc0, 0xef, 0xbe]);
+
+function looksLikeLmdb(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(64);
+    const n = fs.readSync(fd, head, 0, head.length, 0);
+    return n === 0 || head.subarray(0, n).indexOf(LMDB_MAGIC) !== -1;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -199,7 +221,8 @@ class LmdbStore implements MetadataStore {
       }
     };
     try {
-      this.usable();
+      // only a failure stops it now: close() waits for transactions called before it
+      if (this.failure) throw this.failure;
       const tx = new BufferedTxn(this);
       let result: T;
       try {
@@ -212,7 +235,7 @@ class LmdbStore implements MetadataStore {
         // what it read may still be in flight: answer only once that is durable
         if (tx.sawPending) {
           await this.newestDurable;
-          this.usable();
+          if (this.failure) throw this.failure;
         }
         return result;
       }
