@@ -6,7 +6,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { STRIA_BIN, freePort } from './helpers/cluster.js';
+import { STRIA_BIN, freePort, freePortRange } from './helpers/cluster.js';
 
 interface Run {
   code: number | null;
@@ -103,7 +103,7 @@ test('a directory formatted for another target is refused', async () => {
 test('stria up starts every service and stops cleanly on SIGINT', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'stria-up-'));
   try {
-    const port = await freePort();
+    const port = await freePortRange(3);
     const r = await run(['up', '--dir', dir, '--osts', '2', '--mgs-port', String(port)], { killAfterLine: /filesystem ready/, signal: 'SIGINT', timeoutMs: 30_000 });
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { msg: string });

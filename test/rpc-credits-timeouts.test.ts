@@ -145,7 +145,7 @@ test('the server serves at most `credits` requests of one connection at once', a
   await Promise.all([impA.connect(), impB.connect()]);
 
   const all = [...Array.from({ length: 6 }, () => impA.request(Opc.OST_SYNC, {})), ...Array.from({ length: 6 }, () => impB.request(Opc.OST_SYNC, {}))];
-  await settleSoon();
+  for (let i = 0; i < 500 && a.parkedCount + b.parkedCount < 2; i++) await new Promise((r) => setTimeout(r, 10));
   await settleSoon();
   assert.equal(a.parkedCount + b.parkedCount, 2, 'two requests served on the shared connection, the others wait');
   assert.equal(impA.stats.inFlight + impB.stats.inFlight, 8, 'both imports used their own credits');

@@ -35,14 +35,20 @@ interface LogLine {
 class KvTarget implements TargetService {
   readonly name = 'fuzz-OST0000';
   readonly handlers: ReadonlyMap<number, RequestHandler>;
+  /** handler invocations, to know the fuzzer got past the handle check */
+  calls = 0;
   private readonly store = new Map<string, string>();
   private transno = 0;
 
   constructor() {
+    const counted = (h: RequestHandler): RequestHandler => (ctx) => {
+      this.calls++;
+      return h(ctx);
+    };
     this.handlers = new Map<number, RequestHandler>([
-      [Opc.OST_SET_INFO, (ctx) => this.set(ctx)],
-      [Opc.OST_GET_INFO, (ctx) => this.get(ctx)],
-      [Opc.OST_WRITE, (ctx) => ({ body: { length: ctx.bulk?.length ?? 0, crc: bulkChecksum(ctx.bulk) } })],
+      [Opc.OST_SET_INFO, counted((ctx) => this.set(ctx))],
+      [Opc.OST_GET_INFO, counted((ctx) => this.get(ctx))],
+      [Opc.OST_WRITE, counted((ctx) => ({ body: { length: ctx.bulk?.length ?? 0, crc: bulkChecksum(ctx.bulk) } }))],
     ]);
   }
 
@@ -68,11 +74,13 @@ class KvTarget implements TargetService {
 const lines: LogLine[] = [];
 const serverLog = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
 let server: RpcServer;
+let kv: KvTarget;
 let nid: Nid;
 
 before(async () => {
   server = new RpcServer({ nid: { addr: '127.0.0.1', port: 0, net: 'tcp' } }, serverLog);
-  server.addTarget(new KvTarget());
+  kv = new KvTarget();
+  server.addTarget(kv);
   await server.listen();
   nid = { addr: '127.0.0.1', port: server.port, net: 'tcp' };
 });
@@ -119,6 +127,7 @@ test('the server survives 10,000 hostile frames and keeps answering correctly', 
   assert.ok(closes.length > 1000, `${closes.length} malformed-frame warnings`);
   assert.ok(closes.every((l) => typeof l.peer === 'string' && /^127\.0\.0\.1:\d+$/.test(l.peer)));
   assert.ok(new Set(closes.map((l) => l.code)).size >= 3, 'several kinds of frame errors were hit');
+  assert.ok(kv.calls > 100, `the handlers were reached with fuzzed requests (${kv.calls} calls)`);
   assert.deepEqual(lines.filter((l) => l.level >= 50), [], 'no error-level log lines');
 
   // the honest client, connected all along, still gets correct answers

@@ -5,6 +5,7 @@ import { err } from '../common/errno.js';
 import { FID_SEQ_NORMAL, FID_SEQ_WIDTH, ROOT_FID, fidKey, type Fid } from '../common/fid.js';
 import { validatePoolName, validateStripeCount, validateStripeSize, type LayoutTemplate, type OstObject, type Raid0Layout } from '../common/layout.js';
 import { mdtName } from '../common/targets.js';
+import type { DirEntry } from '../common/inode.js';
 import { Opc, ReintOp } from '../ptlrpc/opcodes.js';
 import type { RequestContext, RequestHandler, ServerExport, TargetService } from '../ptlrpc/types.js';
 import type { Namespace } from './namespace.js';
@@ -54,7 +55,7 @@ export class MdtTarget implements TargetService {
     h.set(Opc.MDS_READPAGE, async (ctx) => {
       this.stats.readpages++;
       const b = parseBody(ReadpageBody, ctx.body);
-      return { body: await ns.readdir(b.fid, b.cookie, b.limit) };
+      return { body: fitReaddirPage(await ns.readdir(b.fid, b.cookie, b.limit)) };
     });
     h.set(Opc.MDS_GETXATTR, async (ctx) => {
       const b = parseBody(GetxattrBody, ctx.body);
@@ -199,6 +200,19 @@ export class MdtTarget implements TargetService {
     const { inodes } = await this.ns.counts();
     return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: inodes + s.ffree, ffree: s.ffree };
   }
+}
+
+/** A readdir reply must fit in one message header: later entries wait for the next page. */
+const READDIR_REPLY_BUDGET = 48 * 1024;
+const READDIR_ENTRY_OVERHEAD = 96; // FID, type, cookie and msgpack framing, generously
+
+function fitReaddirPage(page: { entries: DirEntry[]; eof: boolean }): { entries: DirEntry[]; eof: boolean } {
+  let bytes = 0;
+  for (let i = 0; i < page.entries.length; i++) {
+    bytes += Buffer.byteLength(page.entries[i]!.name) + READDIR_ENTRY_OVERHEAD;
+    if (bytes > READDIR_REPLY_BUDGET && i > 0) return { entries: page.entries.slice(0, i), eof: false };
+  }
+  return page;
 }
 
 function checkTemplate(r: LayoutRequest): LayoutTemplate {

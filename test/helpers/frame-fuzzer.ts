@@ -7,11 +7,13 @@
  * processed before the next one: a frame-aligned case is followed by a sentinel OBD_PING
  * whose reply (or the server closing the socket) ends the case; anything else is followed
  * by a half-close, and the case ends when the server closes. A closed socket is replaced.
+ * When validHeaders holds a CONNECT, every new socket logs in with it first and most
+ * requests then carry the returned handle, so fuzzed bodies reach the real handlers.
  */
 import { connect, type Socket } from 'node:net';
 import { pack } from 'msgpackr';
 import { encodeFrame, FrameDecoder } from '../../src/lnet/frame.js';
-import { MsgType, Opc } from '../../src/ptlrpc/opcodes.js';
+import { CONNECT_OPCODES, MsgType, Opc } from '../../src/ptlrpc/opcodes.js';
 import { FRAME_MAGIC, FRAME_PREFIX_BYTES, type MsgHeader } from '../../src/ptlrpc/types.js';
 
 /** Small seeded PRNG (mulberry32): uniform in [0, 1). */
@@ -45,8 +47,10 @@ class Session {
   readonly closed: Promise<void>;
   isClosed = false;
   private readonly decoder = new FrameDecoder({ maxHeaderBytes: 1 << 20, maxBulkBytes: 256 << 20 });
-  private waiting: { xid: number; done: () => void } | undefined;
+  private waiting: { xid: number; done: (header: MsgHeader) => void } | undefined;
   private failure: Error | undefined;
+  /** export handle and conn_cnt, when a CONNECT on this socket succeeded */
+  login: { h: number; cc: number } | undefined;
 
   constructor(host: string, port: number) {
     this.socket = connect({ host, port });
@@ -65,7 +69,7 @@ class Session {
     this.socket.on('data', (chunk: Buffer) => {
       try {
         for (const f of this.decoder.push(chunk)) {
-          if (this.waiting && f.header.xid === this.waiting.xid) this.waiting.done();
+          if (this.waiting && f.header.xid === this.waiting.xid) this.waiting.done(f.header);
         }
       } catch (e) {
         this.failure = new Error(`server sent an undecodable frame: ${(e as Error).message}`);
@@ -78,17 +82,29 @@ class Session {
     return this.failure;
   }
 
-  /** Resolves when the reply to xid arrives or the socket closes. */
-  replyOrClose(xid: number): Promise<void> {
-    const reply = new Promise<void>((resolve) => (this.waiting = { xid, done: resolve }));
-    return Promise.race([reply, this.closed]).finally(() => (this.waiting = undefined));
+  /** Resolves with the reply to xid, or undefined when the socket closes first. */
+  replyOrClose(xid: number): Promise<MsgHeader | undefined> {
+    const reply = new Promise<MsgHeader>((resolve) => (this.waiting = { xid, done: resolve }));
+    return Promise.race([reply, this.closed.then(() => undefined)]).finally(() => (this.waiting = undefined));
+  }
+
+  /** Sends a valid CONNECT and remembers the handle it returns, so later cases reach real handlers. */
+  async logIn(connect: MsgHeader, xid: number): Promise<void> {
+    this.socket.write(Buffer.concat(encodeFrame({ ...connect, xid })));
+    let timer: NodeJS.Timeout | undefined;
+    const reply = await Promise.race([
+      this.replyOrClose(xid),
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), CASE_TIMEOUT_MS))),
+    ]).finally(() => clearTimeout(timer));
+    const body = reply?.t === MsgType.REPLY ? (reply.b as { handle?: unknown; connCnt?: unknown } | undefined) : undefined;
+    if (typeof body?.handle === 'number' && typeof body.connCnt === 'number') this.login = { h: body.handle, cc: body.connCnt };
   }
 }
 
-function withTimeout(p: Promise<void>, ms: number, onTimeout: () => void): Promise<void> {
+function withTimeout(p: Promise<unknown>, ms: number, onTimeout: () => void): Promise<void> {
   let timer: NodeJS.Timeout;
   return Promise.race([
-    p,
+    p.then(() => undefined),
     new Promise<void>((resolve) => {
       timer = setTimeout(() => {
         onTimeout();
@@ -123,6 +139,8 @@ class CaseGenerator {
   private readonly rnd: () => number;
   private readonly valid: MsgHeader[];
   private xid = 1;
+  /** the current socket's export, used to make requests that pass the handle check */
+  login: { h: number; cc: number } | undefined;
 
   constructor(seed: number, valid: MsgHeader[] | undefined) {
     this.rnd = mulberry32(seed);
@@ -149,15 +167,47 @@ class CaseGenerator {
     return list[this.int(list.length)]!;
   }
 
+  /** A valid CONNECT among the templates, to log in each new socket with. */
+  get connectTemplate(): MsgHeader | undefined {
+    return this.valid.find((h) => h.t === MsgType.REQUEST && CONNECT_OPCODES.has(h.opc));
+  }
+
+  nextXid(): number {
+    return this.xid++;
+  }
+
   private validHeader(): MsgHeader {
     const h = structuredClone(this.pick(this.valid));
     if (h.t === MsgType.REQUEST) h.xid = this.xid++;
+    if (h.h !== undefined && this.login && this.rnd() < 0.8) {
+      h.h = this.login.h;
+      h.cc = this.login.cc;
+    }
     return h;
   }
 
   private validFrame(): Buffer {
     const bulk = this.rnd() < 0.3 ? this.bytes(this.int(2000)) : undefined;
-    return Buffer.concat(encodeFrame(this.validHeader(), bulk));
+    const h = this.validHeader();
+    if (h.t === MsgType.REQUEST && !CONNECT_OPCODES.has(h.opc) && this.rnd() < 0.3) h.b = this.hostileBody();
+    return Buffer.concat(encodeFrame(h, bulk));
+  }
+
+  private hostileBody(): unknown {
+    return this.pick<unknown>([
+      undefined,
+      null,
+      42,
+      'body',
+      [1, 2, 3],
+      { key: 5, value: null },
+      { key: 'k'.repeat(this.int(5000)), value: 'v' },
+      { key: 'k', value: { nested: [1, { deeper: true }] } },
+      JSON.parse('{"__proto__": {"polluted": true}, "key": "k", "value": "v"}'),
+      { constructor: 'x', toString: 1, key: 'k' },
+      Buffer.from('raw'),
+      new Date(0),
+    ]);
   }
 
   private wrongValue(): unknown {
@@ -221,8 +271,13 @@ class CaseGenerator {
         const h = this.validHeader();
         h.t = MsgType.REQUEST;
         h.xid = this.xid++;
-        h.opc = this.pick([1000 + this.int(100_000), 0xffffffff, 0, 399, 401]);
-        if (this.rnd() < 0.5) h.h = this.int(2 ** 40);
+        h.opc = this.pick([1000 + this.int(100_000), 0xffffffff, 0, 399, 401, this.int(1000)]);
+        if (this.login && this.rnd() < 0.5) {
+          h.h = this.login.h;
+          h.cc = this.login.cc;
+        } else if (this.rnd() < 0.5) {
+          h.h = this.int(2 ** 40);
+        }
         bytes = Buffer.concat(encodeFrame(h, this.rnd() < 0.3 ? this.bytes(this.int(500)) : undefined));
         break;
       }
@@ -257,7 +312,7 @@ class CaseGenerator {
         );
         break;
       case 8: {
-        // several well-formed frames pipelined
+        // several well-formed frames pipelined (with hostile bodies for the real handlers)
         const parts: Buffer[] = [];
         for (let i = 1 + this.int(6); i > 0; i--) parts.push(this.validFrame());
         bytes = Buffer.concat(parts);
@@ -286,6 +341,9 @@ export async function fuzzServer(host: string, port: number, opts: FuzzOptions):
         session = new Session(host, port);
         connections++;
         await session.opened;
+        const connect = gen.connectTemplate;
+        if (connect) await session.logIn(connect, gen.nextXid());
+        gen.login = session.login;
       }
       const s = session;
       const { bytes, mode } = gen.next();
