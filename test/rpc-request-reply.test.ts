@@ -332,6 +332,11 @@ test('imports to targets of one server share one connection', async () => {
   const eb = server.exports(kv2.name).find((e) => e.clientUuid === 'client-shared')!;
   assert.equal(ea.peer, eb.peer);
   assert.notEqual(ea.handle, eb.handle);
+  // a second live import of the same target would fight over its export
+  assert.throws(() => importOf(client, kv.name), { errno: Errno.EEXIST, code: 'IMPORT_EXISTS' });
+  await a.close();
+  const again = importOf(client, kv.name);
+  await again.connect();
   await client.close();
 });
 

@@ -83,8 +83,17 @@ export class RpcClient {
     this.callbacks.set(opc, handler);
   }
 
+  /**
+   * One import per target: the server keys exports by (target, client uuid), so two live
+   * imports of one target would keep taking the export from each other.
+   */
   import(opts: ImportOptions): Import {
     if (this.closed) throw err('ESHUTDOWN', 'RpcClient is closed', 'CLIENT_CLOSED');
+    for (const other of this.imports) {
+      if (other.target === opts.target && other.state !== 'CLOSED') {
+        throw err('EEXIST', `client ${this.uuid} already has an import of ${opts.target}`, 'IMPORT_EXISTS');
+      }
+    }
     const imp = new Import(this.host, opts, this.log);
     this.imports.add(imp);
     return imp;
@@ -112,7 +121,6 @@ export class RpcClient {
     if (this.closed) return;
     this.closed = true;
     await Promise.all([...this.imports].map((i) => i.close()));
-    await Promise.allSettled([...this.opening.values()]);
     const links = [...this.links.values()];
     for (const l of links) l.channel.close();
     await Promise.all(links.map((l) => l.closed));

@@ -70,7 +70,7 @@ export class TestCluster {
     readonly dir: string,
     readonly fsname: string,
     readonly ostCount: number,
-    private readonly ports: { mgs: number; mds: number; oss: number[] },
+    readonly ports: { mgs: number; mds: number; oss: number[] },
   ) {
     this.mgsNid = parseNid(`127.0.0.1:${ports.mgs}@tcp`);
   }
