@@ -307,6 +307,7 @@ test('waiting for a connection is bounded by recoveryWaitMs', async () => {
   assert.equal(e.errno, Errno.ETIMEDOUT);
   assert.equal(e.code, 'RECOVERY_TIMEOUT');
   assert.match(e.message, /ECONNREFUSED/);
+  await never.close();
 
   const target = new LedgerTarget();
   const server = await startServer(target);
