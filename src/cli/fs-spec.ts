@@ -19,7 +19,8 @@ export interface FsSpec {
 export function parseFsSpec(text: string): FsSpec {
   const i = text.indexOf(':/');
   if (i <= 0) throw err('EINVAL', `'${text}' is not MGSNID:/FSNAME[/PATH]`, 'BAD_FS_SPEC');
-  const nids = text.slice(0, i).split(':').flatMap((n) => parseNidList(n));
+  // ':' separates failover nodes, but also precedes a port inside a NID: split only after '@net'.
+  const nids = text.slice(0, i).split(/(?<=@(?:tcp|lo)\d*):/).flatMap((n) => parseNidList(n));
   const [fsname, ...path] = text.slice(i + 2).split('/').filter((p) => p.length > 0);
   if (!fsname) throw err('EINVAL', `'${text}' names no filesystem`, 'BAD_FS_SPEC');
   validateFsname(fsname);

@@ -2,7 +2,8 @@
 import { Command } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { silentLogger } from '../common/log.js';
-import { err, toStriaError } from '../common/errno.js';
+import { err } from '../common/errno.js';
+import { runTool } from './args.js';
 import { ostName, validateFsname } from '../common/targets.js';
 import { validatePoolName } from '../common/layout.js';
 import { formatNid, parseNid, parseNidList, type Nid } from '../lnet/nid.js';
@@ -107,11 +108,5 @@ export function buildLctl(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  try {
-    await buildLctl().parseAsync(argv);
-  } catch (e) {
-    const se = toStriaError(e);
-    process.stderr.write(`lctl: ${se.message}\n`);
-    process.exitCode = 1;
-  }
+  await runTool('lctl', buildLctl(), argv);
 }

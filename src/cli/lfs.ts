@@ -2,9 +2,10 @@
  * `lfs`: Lustre-compatible user commands. Until the FUSE mount lands, a file or
  * directory is named by a filesystem spec: MGSNID:/FSNAME[/PATH].
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { runTool, validated } from './args.js';
 import { silentLogger } from '../common/log.js';
-import { StriaError, err, toStriaError } from '../common/errno.js';
+import { StriaError, err } from '../common/errno.js';
 import { fidToString } from '../common/fid.js';
 import { mdtName, ostName } from '../common/targets.js';
 import { parseSize } from '../common/units.js';
@@ -16,7 +17,7 @@ import { formatDf, formatDirDefault, formatFileStripe, type DfRow } from './lfs-
 const print = (s: string) => process.stdout.write(s);
 
 async function withClient<T>(spec: FsSpec, fn: (c: StriaClient) => Promise<T>): Promise<T> {
-  const c = await StriaClient.mount({ mgsNids: spec.mgsNids, fsname: spec.fsname, timeoutMs: 10_000 }, silentLogger());
+  const c = await StriaClient.mount({ mgsNids: spec.mgsNids, fsname: spec.fsname, timeoutMs: 10_000, recoveryWaitMs: 10_000 }, silentLogger());
   try {
     return await fn(c);
   } finally {
@@ -24,15 +25,7 @@ async function withClient<T>(spec: FsSpec, fn: (c: StriaClient) => Promise<T>): 
   }
 }
 
-function v<T>(parse: (s: string) => T): (s: string) => T {
-  return (s) => {
-    try {
-      return parse(s);
-    } catch (e) {
-      throw new InvalidArgumentError(e instanceof StriaError ? e.message : String(e));
-    }
-  };
-}
+const v = validated;
 
 const countArg = v((s) => {
   const n = Number(s);
@@ -213,11 +206,5 @@ export function buildLfs(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  try {
-    await buildLfs().parseAsync(argv);
-  } catch (e) {
-    const se = toStriaError(e);
-    process.stderr.write(`lfs: ${se.message}\n`);
-    process.exitCode = 1;
-  }
+  await runTool('lfs', buildLfs(), argv);
 }

@@ -3,7 +3,6 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createLogger } from '../common/log.js';
-import { StriaError } from '../common/errno.js';
 import { DEFAULT_STRIPE_COUNT, DEFAULT_STRIPE_SIZE, validateStripeCount, validateStripeSize } from '../common/layout.js';
 import { parseSize } from '../common/units.js';
 import { validateFsname, validateTargetIndex } from '../common/targets.js';
@@ -12,21 +11,13 @@ import { startMgs } from '../mgs/mgs.js';
 import { startMds } from '../mds/mds.js';
 import { startOss } from '../oss/oss.js';
 import { fail, runDaemon } from './daemon.js';
+import { validated } from './args.js';
 
 export const DEFAULT_MGS_PORT = 988;
 export const DEFAULT_MDS_PORT = 9881;
 export const DEFAULT_OSS_PORT = 9882;
 
-/** Adapts a validating parser for commander: bad values become its one-line error. */
-function arg<T>(parse: (v: string) => T): (v: string) => T {
-  return (v) => {
-    try {
-      return parse(v);
-    } catch (e) {
-      throw new InvalidArgumentError(e instanceof StriaError ? e.message : String(e));
-    }
-  };
-}
+const arg = validated;
 
 const nidArg = (port: number) => arg((v: string) => parseNid(v, port));
 const nidListArg = arg((v: string) => parseNidList(v, DEFAULT_MGS_PORT));

@@ -19,7 +19,8 @@ import { MgsClient } from '../mgs/mgc.js';
 import type { FsConfig } from '../mgs/protocol.js';
 import type { MdsConnectReply } from '../mds/protocol.js';
 import { MdtClient, type Cred, type SetattrSpec } from './mdc.js';
-import { OstClient, type OstStatfs } from './osc.js';
+import { OstClient } from './osc.js';
+import type { StatFs } from '../common/statfs.js';
 import { StripedIo } from './lov.js';
 import { FidAllocator } from './fid-alloc.js';
 
@@ -34,6 +35,8 @@ export interface ClientOptions {
   /** RPCs in flight per OST (max_rpcs_in_flight), default 8 */
   maxRpcsInFlight?: number;
   timeoutMs?: number;
+  /** how long a request waits for a lost server to come back (default 300 s) */
+  recoveryWaitMs?: number;
 }
 
 /** Attributes as stat(2) sees them: for striped files size/blocks/times come from the objects. */
@@ -47,14 +50,7 @@ export interface OpenFile {
   inode: Inode;
 }
 
-export interface FsStatfs {
-  bsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-}
+export type { StatFs as FsStatfs } from '../common/statfs.js';
 
 export class StriaClient {
   readonly root: Fid;
@@ -83,7 +79,7 @@ export class StriaClient {
   static async mount(opts: ClientOptions, log: Logger = silentLogger()): Promise<StriaClient> {
     const rpc = new RpcClient({ uuid: opts.uuid ?? randomUUID() }, log);
     try {
-      const mgc = new MgsClient(rpc, opts.mgsNids, { timeoutMs: opts.timeoutMs });
+      const mgc = new MgsClient(rpc, opts.mgsNids, { timeoutMs: opts.timeoutMs, recoveryWaitMs: opts.recoveryWaitMs });
       await mgc.connect();
       const config = await mgc.config(opts.fsname);
       const mdt = config.mdts.find((m) => m.index === 0);
@@ -94,6 +90,7 @@ export class StriaClient {
         connectOpc: Opc.MDS_CONNECT,
         connectData: { fsname: opts.fsname },
         timeoutMs: opts.timeoutMs,
+        recoveryWaitMs: opts.recoveryWaitMs,
       });
       const connect = (await imp.connect()) as MdsConnectReply;
       const client = new StriaClient(opts.fsname, rpc, mgc, new MdtClient(imp), config, connect, opts, log);
@@ -122,6 +119,7 @@ export class StriaClient {
         connectOpc: Opc.OST_CONNECT,
         connectData: { fsname: this.fsname },
         timeoutMs: this.opts.timeoutMs,
+        recoveryWaitMs: this.opts.recoveryWaitMs,
         credits: this.opts.maxRpcsInFlight ?? 8,
       });
       this.osts.set(ost.index, new OstClient(ost.index, imp, { maxRpcBytes: this.opts.maxRpcBytes ?? 4 << 20, checksums: this.opts.checksums ?? false }));
@@ -324,11 +322,11 @@ export class StriaClient {
   }
 
   /** statfs summed over targets: space from the OSTs, inodes from the MDT (reference §2.7). */
-  async statfs(): Promise<FsStatfs> {
+  async statfs(): Promise<StatFs> {
     const [mdt, ...osts] = await Promise.all([this.mdc.statfs(), ...this.ostClients().map((o) => o.statfs().catch(() => undefined))]);
-    const live = osts.filter((s): s is OstStatfs => s !== undefined);
+    const live = osts.filter((s): s is StatFs => s !== undefined);
     const bsize = 4096;
-    const sum = (f: (s: OstStatfs) => number) => live.reduce((a, s) => a + Math.floor((f(s) * s.bsize) / bsize), 0);
+    const sum = (f: (s: StatFs) => number) => live.reduce((a, s) => a + Math.floor((f(s) * s.bsize) / bsize), 0);
     return { bsize, blocks: sum((s) => s.blocks), bfree: sum((s) => s.bfree), bavail: sum((s) => s.bavail), files: mdt.files, ffree: mdt.ffree };
   }
 

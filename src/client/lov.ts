@@ -34,7 +34,6 @@ export class StripedIo {
     if (length === 0 || layout.objects.length === 0) return Buffer.alloc(0);
     const out = Buffer.allocUnsafe(length);
     const extents = mapExtent(offset, length, layout.stripeSize, layout.objects.length);
-    let filled = -1; // file offset up to which all bytes are known to exist
     let anyShort = false;
     await Promise.all(
       extents.map(async (ext) => {
@@ -50,8 +49,7 @@ export class StripedIo {
     );
     if (!anyShort) return out;
     const { size } = await this.glimpse(layout);
-    filled = Math.max(0, Math.min(length, size - offset));
-    return out.subarray(0, filled);
+    return out.subarray(0, Math.max(0, Math.min(length, size - offset)));
   }
 
   async write(layout: Raid0Layout, offset: number, data: Buffer, sync = false): Promise<void> {

@@ -4,25 +4,11 @@
  * in flight (max_rpcs_in_flight).
  */
 import type { Timestamp } from '../common/time.js';
+import type { ObjAttr, StatFs } from '../common/statfs.js';
 import { Opc } from '../ptlrpc/opcodes.js';
 import type { Import } from '../ptlrpc/import.js';
 
-export interface ObjAttr {
-  size: number;
-  blocks: number;
-  atime: Timestamp;
-  mtime: Timestamp;
-  ctime: Timestamp;
-}
-
-export interface OstStatfs {
-  bsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-}
+export type { ObjAttr, StatFs as OstStatfs } from '../common/statfs.js';
 
 export interface OscOptions {
   maxRpcBytes: number;
@@ -113,7 +99,7 @@ export class OstClient {
     await this.imp.request(Opc.OST_SYNC, { seq, oid });
   }
 
-  async statfs(): Promise<OstStatfs> {
-    return (await this.imp.request(Opc.OST_STATFS, {}, { timeoutMs: 10_000 })).body as OstStatfs;
+  async statfs(): Promise<StatFs> {
+    return (await this.imp.request(Opc.OST_STATFS, {}, { timeoutMs: 10_000 })).body as StatFs;
   }
 }

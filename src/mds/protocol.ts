@@ -87,11 +87,4 @@ export interface MdsConnectReply {
   fsDefault: { stripeSize: number; stripeCount: number };
 }
 
-export interface MdtStatfs {
-  bsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-}
+export type { StatFs as MdtStatfs } from '../common/statfs.js';

@@ -10,30 +10,15 @@ import { err, toStriaError } from '../common/errno.js';
 import { OST_SEQ_MAX_OID } from '../common/fid.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { ostName } from '../common/targets.js';
-import { isTimestamp, type Timestamp } from '../common/time.js';
+import { fromNs, isTimestamp, type Timestamp } from '../common/time.js';
+import type { ObjAttr, StatFs } from '../common/statfs.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { HandleCache } from './handle-cache.js';
 import { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_ORPHANS, MAX_PRECREATE } from './limits.js';
 import { describeObject, groupSubdirs, isIdifSeq, objectGroup, objectLocation, type ObjectGroup, type ObjectLocation } from './objpath.js';
 import { fsyncDir, mkdirDurable, openTargetDir } from './target-dir.js';
 
-export interface ObjAttr {
-  size: number;
-  /** 512-byte blocks allocated, as Lustre's o_blocks */
-  blocks: number;
-  atime: Timestamp;
-  mtime: Timestamp;
-  ctime: Timestamp;
-}
-
-export interface StatFs {
-  bsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-}
+export type { ObjAttr, StatFs } from '../common/statfs.js';
 
 export interface ObjectStoreOptions {
   fsname: string;
@@ -464,21 +449,10 @@ function toAttr(st: import('node:fs').BigIntStats): ObjAttr {
   return {
     size: Number(st.size),
     blocks: Number(st.blocks),
-    atime: timestampOf(st.atimeNs),
-    mtime: timestampOf(st.mtimeNs),
-    ctime: timestampOf(st.ctimeNs),
+    atime: fromNs(st.atimeNs),
+    mtime: fromNs(st.mtimeNs),
+    ctime: fromNs(st.ctimeNs),
   };
-}
-
-/** Like fromNs, but also right before 1970: nsec stays in 0..999999999 (floored division). */
-function timestampOf(ns: bigint): Timestamp {
-  let sec = ns / 1_000_000_000n;
-  let nsec = ns % 1_000_000_000n;
-  if (nsec < 0n) {
-    nsec += 1_000_000_000n;
-    sec -= 1n;
-  }
-  return { sec: Number(sec), nsec: Number(nsec) };
 }
 
 /**

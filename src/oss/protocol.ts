@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { StriaError, err } from '../common/errno.js';
 import { parseBody, zSafeUint, zTimestamp, zU32 } from '../common/validate.js';
 import { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_PRECREATE } from './limits.js';
-import type { ObjAttr, StatFs } from './objstore.js';
+import type { ObjAttr, StatFs } from '../common/statfs.js';
 
 export { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_PRECREATE } from './limits.js';
 
