@@ -4,6 +4,8 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 function find(dir) {
   const out = [];
@@ -22,5 +24,11 @@ if (files.length === 0) {
   console.error('no test files found under dist/test (did the build run?)');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+// Control sockets of the daemons and mounts the tests start go to a private directory.
+const runDir = mkdtempSync(join(tmpdir(), 'stria-run-'));
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+  env: { ...process.env, STRIA_RUN_DIR: runDir },
+});
+rmSync(runDir, { recursive: true, force: true });
 process.exit(r.status ?? 1);

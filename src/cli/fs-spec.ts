@@ -27,6 +27,26 @@ export function parseFsSpec(text: string): FsSpec {
   return { mgsNids: nids, fsname, path, text };
 }
 
+/**
+ * Whether an lfs argument is a filesystem spec rather than a path: specs have
+ * a NID (ADDR@NET) before ':/', paths never start that way in practice.
+ */
+export function looksLikeFsSpec(text: string): boolean {
+  return /^[^/]*@[^/]*:\//.test(text);
+}
+
+/** The filesystem a spec names, without its path: one key per (MGS, fsname). */
+export function fsKey(spec: FsSpec): string {
+  return `${spec.mgsNids.map((n) => `${n.addr}:${n.port}@${n.net}`).sort().join(',')}:/${spec.fsname}`;
+}
+
+/** Whether two specs name the same filesystem: same name, and an MGS NID in common. */
+export function sameFilesystem(a: FsSpec, b: FsSpec): boolean {
+  if (a.fsname !== b.fsname) return false;
+  const nids = new Set(a.mgsNids.map((n) => `${n.addr}:${n.port}@${n.net}`));
+  return b.mgsNids.some((n) => nids.has(`${n.addr}:${n.port}@${n.net}`));
+}
+
 /** Looks up a path component by component from the root. */
 export async function resolvePath(client: StriaClient, path: string[]): Promise<{ attr: FileAttr; parent: Fid | undefined; name: string | undefined }> {
   let attr = await client.getattr(client.root);

@@ -1,4 +1,7 @@
-/** `lctl`: Lustre-compatible administration commands (pools on the MGS, ping). */
+/**
+ * `lctl`: Lustre-compatible administration commands: parameters of the local
+ * processes (get_param, set_param, list_param, dl), pools on the MGS, ping.
+ */
 import { Command } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { silentLogger } from '../common/log.js';
@@ -11,6 +14,7 @@ import { RpcClient } from '../ptlrpc/client.js';
 import { MgsClient } from '../mgs/mgc.js';
 import type { FsConfig } from '../mgs/protocol.js';
 import { parseOstList } from './ost-list.js';
+import { getParam, listDevices, listParam, setParam, type Output } from '../ctl/lctl-params.js';
 
 const DEFAULT_MGS = '127.0.0.1@tcp';
 
@@ -86,13 +90,58 @@ export function buildLctl(): Command {
     const cfg = await withMgs(mgsOf(), (m) => m.config(s.fsname));
     printPoolList(cfg, s.pool, print);
   });
-  program.command('dl').description('list the targets the MGS knows for a filesystem').argument('<fsname>').action(async (fsname: string) => {
-    validateFsname(fsname);
-    const cfg = await withMgs(mgsOf(), (m) => m.config(fsname));
-    let n = 0;
-    for (const t of cfg.mdts) print(`${String(n++).padStart(3)} UP mdt ${fsname}-MDT${t.index.toString(16).padStart(4, '0')} ${t.uuid} ${t.nids.join(',')}`);
-    for (const t of cfg.osts) print(`${String(n++).padStart(3)} UP obdfilter ${ostName(fsname, t.index)} ${t.uuid} ${t.nids.join(',')}`);
-  });
+  const io: Output = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+  const exit = (rc: number) => {
+    if (rc !== 0) process.exitCode = rc;
+  };
+  program
+    .command('get_param')
+    .description('print parameters of the processes on this node (name=value)')
+    .argument('<pattern...>', 'dotted parameter names; each component may use *, ? and [...]')
+    .option('-n, --no-name', 'print values only')
+    .option('-N, --only-name', 'print names only')
+    .option('-F, --classify', "mark directories with '/' and writable parameters with '='")
+    .option('-R, --recursive', 'include everything below matching directories')
+    .option('-H, --header', 'print the name before every line of multi-line values')
+    .action(async (patterns: string[], o: { name: boolean; onlyName?: boolean; classify?: boolean; recursive?: boolean; header?: boolean }) => {
+      exit(await getParam(patterns, { noName: !o.name, onlyName: o.onlyName, classify: o.classify, recursive: o.recursive, header: o.header }, io));
+    });
+  program
+    .command('set_param')
+    .description('set parameters of the processes on this node')
+    .argument('<name=value...>', 'NAME=VALUE (or NAME VALUE) pairs; NAME may use *, ? and [...]')
+    .option('-n, --no-name', 'do not print the parameters set')
+    .option('-P, --permanent', 'keep the setting on the MGS (not supported yet)')
+    .option('-d, --delete', 'delete a permanent setting (not supported yet)')
+    .action(async (args: string[], o: { name: boolean; permanent?: boolean; delete?: boolean }) => {
+      exit(await setParam(args, { noName: !o.name, permanent: o.permanent, delete: o.delete }, io));
+    });
+  program
+    .command('list_param')
+    .description('list parameter names of the processes on this node')
+    .argument('<pattern...>', 'dotted parameter names; each component may use *, ? and [...]')
+    .option('-F, --classify', "mark directories with '/' and writable parameters with '='")
+    .option('-R, --recursive', 'include everything below matching directories')
+    .option('-D, --dir-only', 'list directories only')
+    .action(async (patterns: string[], o: { classify?: boolean; recursive?: boolean; dirOnly?: boolean }) => {
+      exit(await listParam(patterns, { classify: o.classify, recursive: o.recursive, dirOnly: o.dirOnly }, io));
+    });
+  program
+    .command('dl')
+    .description('list the devices of this node, or with FSNAME the targets the MGS knows')
+    .argument('[fsname]')
+    .option('-t, --target', 'also show the NID each client device is connected to')
+    .action(async (fsname: string | undefined, o: { target?: boolean }) => {
+      if (fsname === undefined) {
+        exit(await listDevices({ conn: o.target }, io));
+        return;
+      }
+      validateFsname(fsname);
+      const cfg = await withMgs(mgsOf(), (m) => m.config(fsname));
+      let n = 0;
+      for (const t of cfg.mdts) print(`${String(n++).padStart(3)} UP mdt ${fsname}-MDT${t.index.toString(16).padStart(4, '0')} ${t.uuid} ${t.nids.join(',')}`);
+      for (const t of cfg.osts) print(`${String(n++).padStart(3)} UP obdfilter ${ostName(fsname, t.index)} ${t.uuid} ${t.nids.join(',')}`);
+    });
   program.command('ping <nid>').description('check that a server answers (OBD_PING)').action(async (nidText: string) => {
     const nid: Nid = parseNid(nidText);
     const rpc = new RpcClient({ uuid: `lctl-${randomUUID()}` }, silentLogger());

@@ -11,6 +11,12 @@ import { startMgs } from '../mgs/mgs.js';
 import { startMds } from '../mds/mds.js';
 import { startOss } from '../oss/oss.js';
 import { fail, runDaemon } from './daemon.js';
+import { startUp } from './up.js';
+import { unmountPath } from './umount.js';
+import { parseFsSpec, type FsSpec } from './fs-spec.js';
+import { mountStria } from '../fuse/mount.js';
+import { DEFAULT_MOUNT_OPTIONS, parseMountOptions, type FuseImpl, type MountOptions } from '../fuse/mount-options.js';
+import { toStriaError } from '../common/errno.js';
 import { validated } from './args.js';
 
 export const DEFAULT_MGS_PORT = 988;
@@ -20,6 +26,8 @@ export const DEFAULT_OSS_PORT = 9882;
 const arg = validated;
 
 const nidArg = (port: number) => arg((v: string) => parseNid(v, port));
+const specArg = arg(parseFsSpec);
+const mountOptsArg = (v: string, prev?: MountOptions) => arg((x: string) => parseMountOptions(x, prev))(v);
 const nidListArg = arg((v: string) => parseNidList(v, DEFAULT_MGS_PORT));
 const fsnameArg = arg((v: string) => {
   validateFsname(v);
@@ -110,7 +118,7 @@ export function buildProgram(): Command {
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error('--osts must be 1..64');
       return n;
-    }), 3)
+    }), 4)
     .option('--listen <addr>', 'address for all services', '127.0.0.1')
     .addOption(new Option('--mgs-port <port>', 'MGS port; MDS and OSS take the next two').default(DEFAULT_MGS_PORT).argParser(arg((v) => {
       const n = Number(v);
@@ -119,30 +127,51 @@ export function buildProgram(): Command {
     })))
     .option('--stripe-size <size>', 'filesystem default stripe size', stripeSizeArg, DEFAULT_STRIPE_SIZE)
     .option('--stripe-count <n>', 'filesystem default stripe count', stripeCountArg, DEFAULT_STRIPE_COUNT)
-    .action(async (o: { dir: string; fsname: string; osts: number; listen: string; mgsPort: number; stripeSize: number; stripeCount: number }) => {
+    .option('--mount <mountpoint>', 'also mount the filesystem here')
+    .option('-o, --options <opts>', 'mount options (see stria mount --help)', mountOptsArg)
+    .action(async (o: { dir: string; fsname: string; osts: number; listen: string; mgsPort: number; stripeSize: number; stripeCount: number; mount?: string; options?: MountOptions }) => {
       const log = createLogger('up');
-      const base = resolve(o.dir);
-      await runDaemon('up', log, async () => {
-        const dirs = { mgs: join(base, 'mgs'), mdt: join(base, 'mdt0'), osts: Array.from({ length: o.osts }, (_, i) => join(base, `ost${i}`)) };
-        for (const d of [dirs.mgs, dirs.mdt, ...dirs.osts]) await mkdir(d, { recursive: true });
-        const nid = (port: number) => parseNid(`${o.listen}:${port}@tcp`);
-        const mgs = await startMgs({ dir: dirs.mgs, listen: nid(o.mgsPort) }, log);
-        const closers: Array<{ close(): Promise<void> }> = [mgs];
-        try {
-          const mgsNids = [mgs.nid];
-          closers.push(await startOss({ fsname: o.fsname, targets: dirs.osts.map((dir, index) => ({ index, dir })), mgsNids, listen: nid(o.mgsPort + 2) }, log));
-          closers.push(await startMds({ fsname: o.fsname, index: 0, storeDir: dirs.mdt, mgsNids, listen: nid(o.mgsPort + 1), fsDefault: { stripeSize: o.stripeSize, stripeCount: o.stripeCount } }, log));
-        } catch (e) {
-          for (const c of closers.reverse()) await c.close().catch(() => undefined);
-          throw e;
-        }
-        log.info({ fsname: o.fsname, mgs: formatNid(mgs.nid), osts: o.osts, dir: base }, `filesystem ready: mount spec ${formatNid(mgs.nid)}:/${o.fsname}`);
-        return {
-          close: async () => {
-            for (const c of closers.reverse()) await c.close().catch(() => undefined);
-          },
-        };
+      await runDaemon('up', log, () =>
+        startUp({ ...o, dir: resolve(o.dir), mount: o.mount ? resolve(o.mount) : undefined, mountOptions: o.options ?? DEFAULT_MOUNT_OPTIONS }, log, (s) => process.stderr.write(`${s}\n`)),
+      );
+    });
+
+  program
+    .command('mount')
+    .description('mount a filesystem: stria mount MGSNID:/FSNAME[/SUBDIR] MOUNTPOINT (stays in the foreground)')
+    .argument('<spec>', 'MGSNID[,NID][:FAILOVER]:/FSNAME[/SUBDIR]', specArg)
+    .argument('<mountpoint>')
+    .option('-o, --options <opts>', 'comma-separated: allow_other, default_permissions, ro, attr_timeout=S, entry_timeout=S, checksums, max_rpcs_in_flight=N, fuse=native|fuse-native', mountOptsArg)
+    .option('--fuse <impl>', 'FUSE implementation: native (libfuse3) or fuse-native (fallback)', arg((v) => {
+      if (v !== 'native' && v !== 'fuse-native') throw new Error('--fuse takes native or fuse-native');
+      return v as FuseImpl;
+    }))
+    .action(async (spec: FsSpec, mountpoint: string, o: { options?: MountOptions; fuse?: FuseImpl }) => {
+      const log = createLogger('mount');
+      const opts = { ...(o.options ?? DEFAULT_MOUNT_OPTIONS), ...(o.fuse ? { fuse: o.fuse } : {}) };
+      await runDaemon('mount', log, async () => {
+        const m = await mountStria(spec, resolve(mountpoint), opts, log);
+        // Unmounted from outside (stria umount, fusermount3 -u): the client goes too.
+        void m.session.done.then(async () => {
+          await m.close();
+          process.exit(0);
+        });
+        return m;
       });
+    });
+
+  program
+    .command('umount')
+    .alias('unmount')
+    .description('unmount a Stria mountpoint (its stria mount process then exits)')
+    .argument('<mountpoint>')
+    .option('-l, --lazy', 'detach now even if busy')
+    .action(async (mountpoint: string, o: { lazy?: boolean }) => {
+      try {
+        await unmountPath(resolve(mountpoint), o.lazy ?? false);
+      } catch (e) {
+        fail(`umount: ${toStriaError(e).message}`);
+      }
     });
 
   return program;

@@ -337,6 +337,16 @@ export class StriaClient {
   async unmount(): Promise<void> {
     await this.rpc.close();
   }
+
+  /** Lustre's fid2path: the path from the root of each name of `fid` ('' for the root). */
+  fid2path(fid: Fid): Promise<string[]> {
+    return this.mdc.fid2path(fid);
+  }
+
+  /** The (parent FID, name) of each name of `fid`, as path2fid --parents prints them. */
+  async parents(fid: Fid): Promise<Array<{ parent: Fid; name: string }>> {
+    return (await this.mdc.links(fid)).links;
+  }
 }
 
 function latest(a: Timestamp, b: Timestamp | undefined): Timestamp {

@@ -107,4 +107,25 @@ export class MdtClient {
   async statfs(): Promise<MdtStatfs> {
     return this.call(Opc.MDS_STATFS, {});
   }
+
+  /** Paths from the root of every recorded name of `fid` (no leading '/'; '' for the root). */
+  async fid2path(fid: Fid): Promise<string[]> {
+    const paths: string[] = [];
+    let link: number | undefined = 0;
+    // every page holds at least one path, so this ends after at most one page per name
+    for (let page = 0; link !== undefined && page <= MAX_NAMES_PER_INODE; page++) {
+      const r: { paths: string[]; next?: number } = await this.call(Opc.MDS_GET_INFO, { key: 'fid2path', fid, link });
+      paths.push(...r.paths);
+      link = r.next !== undefined && r.next > link ? r.next : undefined;
+    }
+    return paths;
+  }
+
+  /** The (parent FID, name) pairs of `fid`, oldest first; `overflow` when some were not kept. */
+  async links(fid: Fid): Promise<{ links: Array<{ parent: Fid; name: string }>; overflow: boolean }> {
+    return this.call(Opc.MDS_GET_INFO, { key: 'links', fid });
+  }
 }
+
+/** The MDS keeps at most this many names per inode (LINKEA_MAX_LINKS). */
+const MAX_NAMES_PER_INODE = 64;

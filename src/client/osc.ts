@@ -3,6 +3,7 @@
  * `maxRpcBytes`, all issued at once; the import's credits bound how many are
  * in flight (max_rpcs_in_flight).
  */
+import { err } from '../common/errno.js';
 import type { Timestamp } from '../common/time.js';
 import type { ObjAttr, StatFs } from '../common/statfs.js';
 import { Opc } from '../ptlrpc/opcodes.js';
@@ -81,6 +82,27 @@ export class OstClient {
     }
     flush();
     await Promise.all(rpcs);
+  }
+
+  /** osc.*.checksums: crc32c on every bulk transfer */
+  get checksums(): boolean {
+    return this.opts.checksums;
+  }
+
+  set checksums(on: boolean) {
+    this.opts.checksums = on;
+  }
+
+  /** osc.*.max_pages_per_rpc, in bytes: I/O is split into RPCs of at most this size */
+  get maxRpcBytes(): number {
+    return this.opts.maxRpcBytes;
+  }
+
+  set maxRpcBytes(n: number) {
+    if (!Number.isSafeInteger(n) || n < 4096 || n % 4096 !== 0) {
+      throw err('ERANGE', `RPC size must be a positive multiple of 4096 bytes, not ${n}`, 'BAD_RPC_SIZE');
+    }
+    this.opts.maxRpcBytes = n;
   }
 
   async getattr(seq: number, oid: number): Promise<ObjAttr> {

@@ -59,3 +59,13 @@ export function fidEquals(a: Fid, b: Fid): boolean {
 export function idifSeq(ostIdx: number): number {
   return 0x100000000 + ostIdx * 0x10000;
 }
+
+/**
+ * Inode number of a FID on 64-bit hosts, as Lustre's fid_flatten(): stable
+ * across clients and restarts, so ls -i and find -inum agree everywhere.
+ */
+export function fidToIno(f: Fid): bigint {
+  const seq = BigInt(f.seq);
+  const ino = ((seq << 24n) + (seq >> 24n) * 0xffffffn + BigInt(f.oid)) & 0xffffffffffffffffn;
+  return ino === 0n ? BigInt(f.oid) : ino;
+}

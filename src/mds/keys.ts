@@ -18,6 +18,12 @@
  *   o:<fid>                    { fid, since }              open-unlinked inode (nlink 0, kept while open)
  *   xl:<fid>                   { names: string[], bytes }  the inode's xattr names and total value bytes
  *   x:<fid>:<name>             Buffer                      one xattr value
+ *   l:<fid>                    LinkRecord                  the inode's names as (parent FID, name),
+ *                                                          Lustre's linkEA: at most LINKEA_MAX_LINKS,
+ *                                                          oldest dropped first and `overflow` set
+ *
+ * Schema versions: 1 had no l: records; 2 adds them (init rebuilds them
+ * from the directory entries of a version 1 store).
  *
  * Directory entries are ordered by position pos = hash48(name) * 16 + slot:
  * hash48 is the first 48 bits of SHA-256(name), slot (0..15) the lowest free
@@ -30,7 +36,7 @@
 import { createHash } from 'node:crypto';
 import { fidKey, type Fid } from '../common/fid.js';
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const DENTRY_SLOTS = 16;
 const HASH_BITS = 48;
@@ -53,7 +59,23 @@ export const K = {
   orphan: (fid: Fid): string => `o:${fidKey(fid)}`,
   xattrList: (fid: Fid): string => `xl:${fidKey(fid)}`,
   xattr: (fid: Fid, name: string): string => `x:${fidKey(fid)}:${name}`,
+  linksPrefix: 'l:',
+  links: (fid: Fid): string => `l:${fidKey(fid)}`,
 } as const;
+
+/** Names kept per inode; Lustre's linkEA holds a few KiB of them. */
+export const LINKEA_MAX_LINKS = 64;
+
+export interface LinkEntry {
+  parent: Fid;
+  name: string;
+}
+
+export interface LinkRecord {
+  links: LinkEntry[];
+  /** names were dropped to stay within LINKEA_MAX_LINKS: the list may be incomplete */
+  overflow?: boolean;
+}
 
 /** First 48 bits of SHA-256 of the name's UTF-8 bytes. */
 export function nameHash(name: string): number {

@@ -23,6 +23,8 @@ import { Namespace } from './namespace.js';
 import { ObjectAllocator } from './lod.js';
 import { OstProxy } from './osp.js';
 import { MdtTarget } from './mdt-target.js';
+import { serveParams } from '../ctl/daemon-control.js';
+import { registerMdsParams } from '../ctl/mds-params.js';
 
 export interface MdsOptions {
   fsname: string;
@@ -106,6 +108,12 @@ export async function startMds(opts: MdsOptions, log: Logger): Promise<RunningMd
       }
     };
     adopt(config);
+    const ctl = await serveParams(
+      'mds',
+      (reg) => registerMdsParams(reg, { server, target, allocator: lod, fsname: opts.fsname, fsDefault: opts.fsDefault, mgcImport: mgc.imp }),
+      log,
+    );
+    cleanup.push(() => ctl.close());
 
     let polling = true;
     const pollMs = opts.configPollMs ?? 2000;

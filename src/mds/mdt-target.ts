@@ -1,5 +1,6 @@
 /** The MDT's request handlers: namespace operations over the wire. */
 import { statfs } from 'node:fs/promises';
+import { z } from 'zod';
 import type { Logger } from '../common/log.js';
 import { err } from '../common/errno.js';
 import { FID_SEQ_NORMAL, FID_SEQ_WIDTH, ROOT_FID, fidKey, type Fid } from '../common/fid.js';
@@ -10,6 +11,7 @@ import { Opc, ReintOp } from '../ptlrpc/opcodes.js';
 import type { RequestContext, RequestHandler, ServerExport, TargetService } from '../ptlrpc/types.js';
 import type { Namespace } from './namespace.js';
 import type { ObjectAllocator } from './lod.js';
+import { zFid, zSafeUint } from '../common/validate.js';
 import {
   CloseBody, FidBody, GetxattrBody, LookupBody, MdsConnectData, ReadpageBody, ReintBody, SetInfoBody, parseBody,
   type LayoutRequest, type MdsConnectReply, type MdtStatfs,
@@ -71,6 +73,11 @@ export class MdtTarget implements TargetService {
       return { body: { inode: await ns.setDirDefault(b.fid, tpl) } };
     });
     h.set(Opc.MDS_SYNC, () => ({ body: {} }));
+    h.set(Opc.MDS_GET_INFO, async (ctx) => {
+      const b = parseBody(GetInfoBody, ctx.body);
+      if (b.key === 'links') return { body: await ns.links(b.fid) };
+      return { body: await ns.fid2path(b.fid, { from: b.link ?? 0, maxBytes: FID2PATH_REPLY_BUDGET }) };
+    });
   }
 
   onConnect(_exp: ServerExport, data: unknown): MdsConnectReply {
@@ -201,6 +208,17 @@ export class MdtTarget implements TargetService {
     return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: inodes + s.ffree, ffree: s.ffree };
   }
 }
+
+/**
+ * MDS_GET_INFO: 'fid2path' answers the paths of an inode's names from link
+ * `link` on, as many as fit one reply ({ paths, next? }); 'links' answers its
+ * (parent FID, name) pairs ({ links, overflow }).
+ */
+const GetInfoBody = z.discriminatedUnion('key', [
+  z.object({ key: z.literal('fid2path'), fid: zFid, link: zSafeUint.optional() }),
+  z.object({ key: z.literal('links'), fid: zFid }),
+]);
+const FID2PATH_REPLY_BUDGET = 32 * 1024;
 
 /** A readdir reply must fit in one message header: later entries wait for the next page. */
 const READDIR_REPLY_BUDGET = 48 * 1024;

@@ -9,7 +9,7 @@
  * and take `now` from outside.
  */
 import { err } from '../common/errno.js';
-import { FID_SEQ_NORMAL, ROOT_FID, fidEquals, fidKey, fidToString, isValidFid, type Fid } from '../common/fid.js';
+import { FID_SEQ_NORMAL, ROOT_FID, fidEquals, fidFromKey, fidKey, fidToString, isValidFid, type Fid } from '../common/fid.js';
 import { S_IFMT, typeBits, type DirEntry, type FileType, type Inode } from '../common/inode.js';
 import type { LayoutTemplate, OstObject, Raid0Layout } from '../common/layout.js';
 import { isTimestamp, now, type Timestamp } from '../common/time.js';
@@ -18,6 +18,7 @@ import type { MetadataStore, StoreTxn } from './store/types.js';
 import {
   DENTRY_SLOTS,
   K,
+  LINKEA_MAX_LINKS,
   MAX_COOKIE,
   SCHEMA_VERSION,
   cookieOfPos,
@@ -25,6 +26,8 @@ import {
   nameHash,
   posFromDentryKey,
   slotOfPos,
+  type LinkEntry,
+  type LinkRecord,
 } from './keys.js';
 import {
   compareObjectIds,
@@ -54,6 +57,8 @@ export const XATTR_TOTAL_MAX = 1 << 20;
 export const READDIR_MAX = 10_000;
 /** deepest directory walk when checking a rename target's ancestry */
 export const MAX_DEPTH = 4096;
+/** longest path fid2path returns, in bytes (Linux PATH_MAX, NUL included) */
+export const PATH_MAX = 4096;
 
 const S_ISGID = 0o2000;
 const PERM_BITS = 0o7777;
@@ -127,11 +132,13 @@ export class Namespace {
 
   async init(): Promise<void> {
     const t = now();
+    let oldSchema: number | undefined;
     await this.store.transact(async (tx) => {
       const schema = await tx.get<{ version: number }>(K.schema);
       if (schema && !(schema.version <= SCHEMA_VERSION)) {
         throw err('EPROTO', `metadata schema version ${schema.version} is newer than this Stria supports (${SCHEMA_VERSION})`, 'SCHEMA_TOO_NEW');
       }
+      oldSchema = schema && schema.version < SCHEMA_VERSION ? schema.version : undefined;
       if (!schema) tx.put(K.schema, { version: SCHEMA_VERSION });
       if (await tx.get(K.inode(ROOT_FID))) return;
       const root: Inode = {
@@ -151,6 +158,25 @@ export class Namespace {
       };
       tx.put(K.inode(ROOT_FID), root);
       await addToCounter(tx, K.inodeCount, 1);
+    });
+    if (oldSchema !== undefined) await this.upgradeSchema();
+  }
+
+  /** Version 1 stores kept no names per inode: rebuild them from the directory entries. */
+  private async upgradeSchema(): Promise<void> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store.scan<StoredDentry>('d:', after, PAGE);
+      if (page.length === 0) break;
+      after = page[page.length - 1]![0];
+      // re-running a page adds nothing twice, so a crash here only means redoing the rebuild
+      await this.store.transact(async (tx) => {
+        for (const [key, e] of page) await addLink(tx, e.fid, fidFromKey(key.slice(2, key.lastIndexOf(':'))), e.name);
+      });
+      if (page.length < PAGE) break;
+    }
+    await this.store.transact(async (tx) => {
+      tx.put(K.schema, { version: SCHEMA_VERSION });
     });
   }
 
@@ -203,6 +229,65 @@ export class Namespace {
 
   async counts(): Promise<{ inodes: number }> {
     return { inodes: (await this.store.get<number>(K.inodeCount)) ?? 0 };
+  }
+
+  /** The names of an inode as (parent FID, name), oldest first (Lustre's linkEA); the root has none. */
+  async links(fid: Fid): Promise<{ links: LinkEntry[]; overflow: boolean }> {
+    checkFid(fid);
+    await this.getattr(fid);
+    const rec = await readLinks(this.store, fid);
+    return { links: rec.links.map((l) => ({ parent: { ...l.parent }, name: l.name })), overflow: rec.overflow === true };
+  }
+
+  /**
+   * Lustre's fid2path: the path from the root of each name of an inode, without
+   * a leading '/' ('' for the root itself). Starts at link `from`, and stops
+   * before `maxBytes` of paths once it has one; `next` is where to go on.
+   */
+  async fid2path(fid: Fid, opts: { from?: number; maxBytes?: number } = {}): Promise<{ paths: string[]; next?: number }> {
+    checkFid(fid);
+    const from = opts?.from ?? 0;
+    if (!Number.isSafeInteger(from) || from < 0) throw err('EINVAL', `bad link number ${String(from)}`, 'BAD_LINKNO');
+    const maxBytes = opts?.maxBytes ?? Number.MAX_SAFE_INTEGER;
+    const ino = await this.getattr(fid);
+    if (fidEquals(fid, ROOT_FID)) return { paths: from === 0 ? [''] : [] };
+    if (ino.nlink === 0) throw err('ENOENT', `${fidToString(fid)} has been unlinked`);
+    const rec = await readLinks(this.store, fid);
+    if (rec.links.length === 0) throw err('ENODATA', `the names of ${fidToString(fid)} are not recorded`, 'NO_LINKS');
+    const dirPaths = new Map<string, string>();
+    const paths: string[] = [];
+    let bytes = 0;
+    for (let i = from; i < rec.links.length; i++) {
+      const l = rec.links[i]!;
+      const dir = await this.dirPath(l.parent, dirPaths);
+      const path = dir === '' ? l.name : `${dir}/${l.name}`;
+      const size = Buffer.byteLength(path, 'utf8') + 1;
+      if (size > PATH_MAX) throw err('EOVERFLOW', `a path of ${fidToString(fid)} is longer than ${PATH_MAX} bytes`, 'PATH_TOO_LONG');
+      if (paths.length > 0 && bytes + size > maxBytes) return { paths, next: i };
+      paths.push(path);
+      bytes += size;
+    }
+    return { paths };
+  }
+
+  /** A directory's path from the root, by the names recorded for it and its ancestors. */
+  private async dirPath(dir: Fid, cache: Map<string, string>): Promise<string> {
+    const cached = cache.get(fidKey(dir));
+    if (cached !== undefined) return cached;
+    const names: string[] = [];
+    let cur = dir;
+    for (let depth = 0; !fidEquals(cur, ROOT_FID); depth++) {
+      if (depth >= MAX_DEPTH) throw err('ELOOP', `directory tree deeper than ${MAX_DEPTH}`);
+      const ino = await this.getattr(cur);
+      if (ino.type !== 'dir') throw err('EIO', `parent ${fidToString(cur)} is not a directory`, 'BAD_LINK');
+      const up = (await readLinks(this.store, cur)).links[0];
+      if (!up) throw err('EIO', `directory ${fidToString(cur)} has no recorded name`, 'NO_LINKS');
+      names.push(up.name);
+      cur = up.parent;
+    }
+    const path = names.reverse().join('/');
+    cache.set(fidKey(dir), path);
+    return path;
   }
 
   // --- namespace changes ---
@@ -259,6 +344,7 @@ export class Namespace {
       c.put(ino);
       c.put(dir);
       putNewEntry(tx, probe, parent, { name, fid: s.fid, type: s.type });
+      writeLinks(tx, s.fid, { links: [{ parent: { ...parent }, name }] });
       await addToCounter(tx, K.inodeCount, 1);
       c.flush();
       return ino;
@@ -280,6 +366,7 @@ export class Namespace {
       const probe = await probeName(tx, parent, name);
       if (probe.found) throw err('EEXIST', `'${name}' exists in ${fidToString(parent)}`);
       putNewEntry(tx, probe, parent, { name, fid: ino.fid, type: ino.type });
+      await addLink(tx, ino.fid, parent, name);
       ino.nlink++;
       ino.ctime = t;
       dir.mtime = t;
@@ -313,6 +400,7 @@ export class Namespace {
         throw err('EISDIR', `'${name}' is a directory`);
       }
       tx.del(found.key);
+      await removeLink(tx, ino.fid, parent, name);
       dir.mtime = t;
       dir.ctime = t;
       c.put(dir);
@@ -355,6 +443,8 @@ export class Namespace {
         if (crossDir && dst.type === 'dir') await assertNotAncestor(c, dst.fid, srcParent);
         tx.put(se.key, { name: srcName, fid: dst.fid, type: dst.type } satisfies StoredDentry);
         tx.put(de.key, { name: dstName, fid: src.fid, type: src.type } satisfies StoredDentry);
+        await moveLink(tx, src.fid, { parent: srcParent, name: srcName }, { parent: dstParent, name: dstName });
+        await moveLink(tx, dst.fid, { parent: dstParent, name: dstName }, { parent: srcParent, name: srcName });
         if (crossDir) {
           if (src.type === 'dir') moveDir(src, sdir, ddir);
           if (dst.type === 'dir') moveDir(dst, ddir, sdir);
@@ -385,9 +475,11 @@ export class Namespace {
       const entry: StoredDentry = { name: dstName, fid: src.fid, type: src.type };
       if (de) tx.put(de.key, entry);
       else await addEntry(tx, dstParent, entry);
+      await moveLink(tx, src.fid, { parent: srcParent, name: srcName }, { parent: dstParent, name: dstName });
       let destroy: OstObject[] = [];
       if (dst) {
         if (dst.type === 'dir') ddir.nlink--;
+        await removeLink(tx, dst.fid, dstParent, dstName);
         destroy = await this.dropLink(c, tx, dst, t);
       }
       if (crossDir && src.type === 'dir') moveDir(src, sdir, ddir);
@@ -857,9 +949,58 @@ async function destroyInode(c: InodeCache, tx: StoreTxn, ino: Inode): Promise<Os
   for (const name of list?.names ?? []) tx.del(K.xattr(ino.fid, name));
   tx.del(K.xattrList(ino.fid));
   tx.del(K.orphan(ino.fid));
+  tx.del(K.links(ino.fid));
   c.remove(ino.fid);
   await addToCounter(tx, K.inodeCount, -1);
   return ino.layout && ino.layout.pattern === 'raid0' ? ino.layout.objects.map((o) => ({ ...o })) : [];
+}
+
+// --- the names of an inode (linkEA), kept in the transactions that change them ---
+
+async function readLinks(r: Pick<StoreTxn, 'get'>, fid: Fid): Promise<LinkRecord> {
+  return (await r.get<LinkRecord>(K.links(fid))) ?? { links: [] };
+}
+
+function writeLinks(tx: StoreTxn, fid: Fid, rec: LinkRecord): void {
+  if (rec.links.length === 0 && !rec.overflow) tx.del(K.links(fid));
+  else tx.put(K.links(fid), rec.overflow ? { links: rec.links, overflow: true } : { links: rec.links });
+}
+
+function isLink(l: LinkEntry, parent: Fid, name: string): boolean {
+  return l.name === name && fidEquals(l.parent, parent);
+}
+
+/** Appends a name; past LINKEA_MAX_LINKS the oldest go, as Lustre shrinks a full linkEA. */
+function appendLink(rec: LinkRecord, parent: Fid, name: string): void {
+  if (rec.links.some((l) => isLink(l, parent, name))) return;
+  rec.links.push({ parent: { seq: parent.seq, oid: parent.oid, ver: parent.ver }, name });
+  if (rec.links.length > LINKEA_MAX_LINKS) {
+    rec.links.splice(0, rec.links.length - LINKEA_MAX_LINKS);
+    rec.overflow = true;
+  }
+}
+
+async function addLink(tx: StoreTxn, fid: Fid, parent: Fid, name: string): Promise<void> {
+  const rec = await readLinks(tx, fid);
+  appendLink(rec, parent, name);
+  writeLinks(tx, fid, rec);
+}
+
+async function removeLink(tx: StoreTxn, fid: Fid, parent: Fid, name: string): Promise<void> {
+  const rec = await readLinks(tx, fid);
+  const i = rec.links.findIndex((l) => isLink(l, parent, name));
+  if (i < 0) return;
+  rec.links.splice(i, 1);
+  writeLinks(tx, fid, rec);
+}
+
+/** A rename: the old name goes, the new one is the newest (a name lost to overflow is simply added). */
+async function moveLink(tx: StoreTxn, fid: Fid, from: LinkEntry, to: LinkEntry): Promise<void> {
+  const rec = await readLinks(tx, fid);
+  const i = rec.links.findIndex((l) => isLink(l, from.parent, from.name));
+  if (i >= 0) rec.links.splice(i, 1);
+  appendLink(rec, to.parent, to.name);
+  writeLinks(tx, fid, rec);
 }
 
 async function addToCounter(tx: StoreTxn, key: string, delta: number): Promise<void> {

@@ -4,6 +4,8 @@ import { formatNid, type Nid } from '../lnet/nid.js';
 import { RpcServer } from '../ptlrpc/server.js';
 import { MgsConfigDb } from './config-db.js';
 import { createMgsTarget } from './mgs-target.js';
+import { serveParams } from '../ctl/daemon-control.js';
+import { registerMgsParams } from '../ctl/mgs-params.js';
 
 export interface MgsOptions {
   dir: string;
@@ -23,6 +25,11 @@ export async function startMgs(opts: MgsOptions, log: Logger): Promise<RunningMg
   server.addTarget(createMgsTarget(db, log));
   await server.listen();
   const nid = { ...opts.listen, port: server.port };
+  const ctl = await serveParams('mgs', (reg) => registerMgsParams(reg, { server, db }), log);
   log.info({ nid: formatNid(nid), dir: opts.dir }, 'MGS started');
-  return { server, db, nid, close: () => server.close() };
+  const close = async () => {
+    await ctl.close();
+    await server.close();
+  };
+  return { server, db, nid, close };
 }

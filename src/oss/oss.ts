@@ -8,6 +8,8 @@ import { RpcServer } from '../ptlrpc/server.js';
 import { MgsClient } from '../mgs/mgc.js';
 import { ObjectStore } from './objstore.js';
 import { createOstTarget } from './ost-target.js';
+import { serveParams } from '../ctl/daemon-control.js';
+import { registerOssParams } from '../ctl/oss-params.js';
 
 export interface OssOptions {
   fsname: string;
@@ -36,9 +38,12 @@ export async function startOss(opts: OssOptions, log: Logger): Promise<RunningOs
       cleanup.push(() => store.close());
     }
     const server = new RpcServer({ nid: opts.listen }, log);
-    for (const store of stores) server.addTarget(createOstTarget(store, log));
+    const targets = stores.map((store) => createOstTarget(store, log));
+    for (const t of targets) server.addTarget(t);
     await server.listen();
     cleanup.push(() => server.close());
+    const ctl = await serveParams('oss', (reg) => registerOssParams(reg, { server, targets }), log);
+    cleanup.push(() => ctl.close());
     const nid: Nid = { ...opts.listen, addr: advertisedAddress(opts.listen.addr), port: server.port };
 
     const rpc = new RpcClient({ uuid: `${opts.fsname}-oss-${formatNid(nid)}` }, log);

@@ -18,6 +18,8 @@ export const DEFAULT_IMPORT_TIMEOUT_MS = 30_000;
 export const DEFAULT_IMPORT_CREDITS = 8;
 export const DEFAULT_PING_INTERVAL_MS = 25_000;
 export const DEFAULT_RECOVERY_WAIT_MS = 300_000;
+/** Lustre's OSC_MAX_RIF_MAX: the largest max_rpcs_in_flight */
+export const MAX_IMPORT_CREDITS = 512;
 const BACKOFF_START_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
 
@@ -39,7 +41,45 @@ export interface ImportHost {
   importClosed(imp: Import): void;
 }
 
+/**
+ * One request as observers see it; the same object is passed to every event of that
+ * request ('rpc-queued', 'rpc-sent', 'rpc-done'), so observers can key on it.
+ */
+export interface RpcEventInfo {
+  readonly opc: number;
+  /** the request body as the caller gave it */
+  readonly body: unknown;
+  /** bytes of request bulk */
+  readonly bulkBytes: number;
+}
+
+/** How a request ended, for 'rpc-done' observers. */
+export interface RpcOutcome {
+  ok: boolean;
+  /** microseconds from the last send to the reply; undefined when it never got a reply */
+  waitUsec: number | undefined;
+  /** bytes of reply bulk */
+  replyBulkBytes: number;
+  /** it was sent at least once */
+  sent: boolean;
+}
+
+/** Connection details, as `lctl get_param *.import` shows them. */
+export interface ImportConnectionInfo {
+  nids: readonly Nid[];
+  current: Nid | undefined;
+  /** conn_cnt of the current connection (the target counts connections) */
+  connCnt: number;
+  /** successful (re)connections so far */
+  generation: number;
+  /** requests that timed out */
+  timeouts: number;
+  /** Date.now() of the last request sent or reply received */
+  lastActivity: number;
+}
+
 interface PendingRequest {
+  readonly info: RpcEventInfo;
   readonly opc: number;
   readonly body: unknown;
   readonly opts: RequestOptions;
@@ -55,6 +95,9 @@ interface PendingRequest {
   sendTimer: NodeJS.Timeout | undefined;
   waitTimer: NodeJS.Timeout | undefined;
   settled: boolean;
+  /** process.hrtime of the latest send, and of the reply (0n until one came) */
+  sentAt: bigint;
+  repliedAt: bigint;
 }
 
 interface ConnectWaiter {
@@ -75,7 +118,7 @@ export class Import extends EventEmitter {
   private readonly connectOpc: number;
   private readonly connectBody: unknown;
   private readonly timeoutMs: number;
-  private readonly credits: number;
+  private maxInFlight: number;
   private readonly pingIntervalMs: number;
   private readonly recoveryWaitMs: number;
 
@@ -99,7 +142,7 @@ export class Import extends EventEmitter {
   private probing = false;
   private lastActivity = 0;
   private maxCommitted = 0;
-  private counters = { sent: 0, resent: 0, reconnects: 0 };
+  private counters = { sent: 0, resent: 0, reconnects: 0, timeouts: 0 };
 
   constructor(host: ImportHost, opts: ImportOptions, log: Logger) {
     super();
@@ -115,7 +158,7 @@ export class Import extends EventEmitter {
     this.connectOpc = opts.connectOpc;
     this.connectBody = { target: opts.target, uuid: host.uuid, data: opts.connectData };
     this.timeoutMs = positive(opts.timeoutMs, DEFAULT_IMPORT_TIMEOUT_MS);
-    this.credits = Math.max(1, Math.floor(positive(opts.credits, DEFAULT_IMPORT_CREDITS)));
+    this.maxInFlight = Math.max(1, Math.floor(positive(opts.credits, DEFAULT_IMPORT_CREDITS)));
     this.pingIntervalMs = opts.pingIntervalMs === 0 ? 0 : positive(opts.pingIntervalMs, DEFAULT_PING_INTERVAL_MS);
     this.recoveryWaitMs = positive(opts.recoveryWaitMs, DEFAULT_RECOVERY_WAIT_MS);
   }
@@ -137,6 +180,40 @@ export class Import extends EventEmitter {
   /** highest last_committed any reply carried */
   get lastCommitted(): number {
     return this.maxCommitted;
+  }
+
+  /** uuid of the client this import belongs to */
+  get clientUuid(): string {
+    return this.host.uuid;
+  }
+
+  /** requests in flight at once (Lustre's max_rpcs_in_flight) */
+  get credits(): number {
+    return this.maxInFlight;
+  }
+
+  /**
+   * Changes how many requests may be in flight at once (lctl set_param
+   * osc.*.max_rpcs_in_flight). Raising it sends queued requests at once; lowering it
+   * lets the requests already in flight finish.
+   */
+  setCredits(n: number): void {
+    if (!Number.isInteger(n) || n < 1 || n > MAX_IMPORT_CREDITS) {
+      throw err('ERANGE', `requests in flight must be an integer in 1..${MAX_IMPORT_CREDITS}, not ${n}`, 'BAD_CREDITS');
+    }
+    this.maxInFlight = n;
+    this.pump();
+  }
+
+  get connection(): ImportConnectionInfo {
+    return {
+      nids: this.nids,
+      current: this.currentNid,
+      connCnt: this.connCnt,
+      generation: this.generation,
+      timeouts: this.counters.timeouts,
+      lastActivity: this.lastActivity,
+    };
   }
 
   get stats(): { sent: number; inFlight: number; queued: number; resent: number; reconnects: number } {
@@ -182,6 +259,7 @@ export class Import extends EventEmitter {
     const timeoutMs = positive(opts.timeoutMs, this.timeoutMs);
     return new Promise<ReplyMessage>((resolve, reject) => {
       const req: PendingRequest = {
+        info: { opc, body, bulkBytes: bulk ? bulk.reduce((n, b) => n + b.length, 0) : 0 },
         opc,
         body,
         opts,
@@ -197,8 +275,11 @@ export class Import extends EventEmitter {
         sendTimer: undefined,
         waitTimer: undefined,
         settled: false,
+        sentAt: 0n,
+        repliedAt: 0n,
       };
       this.queue.push(req);
+      this.notify('rpc-queued', req.info);
       if (this._state === 'FULL') {
         this.pump();
       } else {
@@ -271,7 +352,7 @@ export class Import extends EventEmitter {
 
   private pump(): void {
     const ch = this.channel;
-    while (this._state === 'FULL' && ch && ch === this.channel && ch.isOpen && this.inFlight.size < this.credits) {
+    while (this._state === 'FULL' && ch && ch === this.channel && ch.isOpen && this.inFlight.size < this.maxInFlight) {
       const req = this.resendList.shift() ?? this.queue.shift();
       if (!req) break;
       this.transmit(req, ch);
@@ -309,9 +390,11 @@ export class Import extends EventEmitter {
       return;
     }
     req.sends++;
+    req.sentAt = process.hrtime.bigint();
     this.counters.sent++;
     if (resend) this.counters.resent++;
     this.lastActivity = Date.now();
+    this.notify('rpc-sent', req.info, this.inFlight.size);
     req.sendTimer = setTimeout(() => this.onRequestTimeout(req, ch), req.timeoutMs);
   }
 
@@ -335,6 +418,7 @@ export class Import extends EventEmitter {
       return;
     }
     if (h.lc !== undefined && h.lc > this.maxCommitted) this.maxCommitted = h.lc;
+    req.repliedAt = process.hrtime.bigint();
     try {
       this.settle(req, undefined, toReplyMessage(reply, `${opcodeName(req.opc)} to ${this.target}`));
     } catch (error) {
@@ -349,6 +433,7 @@ export class Import extends EventEmitter {
     ch.cancel(req.xid);
     req.channel = undefined;
     const nid = this.currentNid ? formatNid(this.currentNid) : ch.peer;
+    this.counters.timeouts++;
     this.log.warn({ target: this.target, nid, opc: req.opc, xid: req.xid, timeoutMs: req.timeoutMs }, 'request timed out');
     this.settle(
       req,
@@ -373,6 +458,14 @@ export class Import extends EventEmitter {
     req.settled = true;
     clearTimeout(req.sendTimer);
     clearTimeout(req.waitTimer);
+    if (this.listenerCount('rpc-done') > 0) {
+      this.notify('rpc-done', req.info, {
+        ok: error === undefined,
+        waitUsec: req.repliedAt > 0n ? Number((req.repliedAt - req.sentAt) / 1000n) : undefined,
+        replyBulkBytes: reply?.bulk?.length ?? 0,
+        sent: req.sends > 0,
+      } satisfies RpcOutcome);
+    }
     if (error) req.reject(error);
     else req.resolve(reply!);
   }
@@ -618,6 +711,16 @@ export class Import extends EventEmitter {
       this.emit('state', s);
     } catch (e) {
       this.log.error({ err: e, target: this.target }, "an import 'state' listener threw");
+    }
+  }
+
+  /** Emits an observer event; an observer that throws must not break the request path. */
+  private notify(event: 'rpc-queued' | 'rpc-sent' | 'rpc-done', ...args: unknown[]): void {
+    if (this.listenerCount(event) === 0) return;
+    try {
+      this.emit(event, ...args);
+    } catch (e) {
+      this.log.error({ err: e, target: this.target, event }, 'an import observer threw');
     }
   }
 

@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseNid, type Nid } from '../../src/lnet/nid.js';
+import { formatNid, parseNid, type Nid } from '../../src/lnet/nid.js';
 import { StriaClient, type ClientOptions } from '../../src/client/client.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -64,6 +64,8 @@ export interface ClusterOptions {
 export class TestCluster {
   readonly roles = new Map<string, Role>();
   readonly mgsNid: Nid;
+  /** the daemons' control sockets (STRIA_RUN_DIR): what lctl get_param talks to */
+  readonly runDir: string;
   private readonly readyOsts = new Set<number>();
 
   private constructor(
@@ -73,6 +75,7 @@ export class TestCluster {
     readonly ports: { mgs: number; mds: number; oss: number[] },
   ) {
     this.mgsNid = parseNid(`127.0.0.1:${ports.mgs}@tcp`);
+    this.runDir = join(dir, 'run');
   }
 
   static async start(opts: ClusterOptions = {}): Promise<TestCluster> {
@@ -119,7 +122,7 @@ export class TestCluster {
     if (!role) throw new Error(`no role ${name}`);
     if (name === 'mds') this.readyOsts.clear();
     const proc = spawn(process.execPath, [STRIA_BIN, ...role.args], {
-      env: { ...process.env, STRIA_LOG_LEVEL: 'info' },
+      env: { ...process.env, STRIA_LOG_LEVEL: 'info', STRIA_RUN_DIR: this.runDir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     role.proc = proc;
@@ -180,6 +183,11 @@ export class TestCluster {
       proc.once('exit', (code) => resolve(code));
       proc.kill(sig);
     });
+  }
+
+  /** The filesystem spec lfs and mount take, MGSNID:/FSNAME[/PATH]. */
+  spec(...path: string[]): string {
+    return [`${formatNid(this.mgsNid)}:/${this.fsname}`, ...path].join('/');
   }
 
   async mount(opts: Partial<ClientOptions> = {}): Promise<StriaClient> {

@@ -1,0 +1,414 @@
+// Request slots, the one-reply claim, and the session's threads (loop, service, notifier,
+// teardown). See session.h for who runs where.
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "session.h"
+
+namespace stria {
+
+// Smallest valid request: struct fuse_in_header.
+static constexpr size_t IN_HEADER_SIZE = 40;
+
+int64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// libfuse reports mount and option errors through its log; keep the tail for error messages
+// instead of letting it print to stderr.
+static std::mutex log_mu;
+static std::string log_text;
+
+static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap) {
+  if (level == FUSE_LOG_DEBUG) return;
+  char line[512];
+  vsnprintf(line, sizeof line, fmt, ap);
+  std::lock_guard<std::mutex> g(log_mu);
+  log_text += line;
+  if (log_text.size() > 2048) log_text.erase(0, log_text.size() - 2048);
+}
+
+void install_fuse_log() { fuse_set_log_func(fuse_log_sink); }
+
+std::string last_fuse_log() {
+  std::lock_guard<std::mutex> g(log_mu);
+  std::string out;
+  out.swap(log_text);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  for (char &c : out)
+    if (c == '\n') c = ';';
+  return out;
+}
+
+Session::~Session() {
+  for (Req *r : slots) {
+    // A write whose handler never settled still holds its buffer; without a JS reference
+    // it can be freed here, otherwise the ArrayBuffer finalizer owns it.
+    if (r->buf != nullptr && r->buf->ab == nullptr) {
+      free(r->buf->mem);
+      delete r->buf;
+    }
+    delete r;
+  }
+}
+
+bool Session::post(Item *it) { return napi_call_threadsafe_function(tsfn, it, napi_tsfn_nonblocking) == napi_ok; }
+
+Req *Session::alloc_req() {
+  std::lock_guard<std::mutex> g(mu);
+  Req *r;
+  if (!free_reqs.empty()) {
+    r = free_reqs.back();
+    free_reqs.pop_back();
+  } else {
+    if (slots.size() >= max_slots) return nullptr;
+    r = new Req();
+    r->s = this;
+    r->idx = static_cast<uint32_t>(slots.size());
+    slots.push_back(r);
+  }
+  r->in_use = true;
+  r->claimed = r->reply_sent = r->js_done = r->interrupted = r->in_tl = false;
+  r->tprev = r->tnext = nullptr;
+  stats.requests++;
+  return r;
+}
+
+// mu held. Takes the one reply for this request; the caller must send it and call finish().
+bool Session::claim(Req *r) {
+  if (!r->in_use || r->claimed) return false;
+  r->claimed = true;
+  replying++;
+  if (r->in_tl) {
+    if (r->tprev) r->tprev->tnext = r->tnext;
+    else tl_head = r->tnext;
+    if (r->tnext) r->tnext->tprev = r->tprev;
+    else tl_tail = r->tprev;
+    r->tprev = r->tnext = nullptr;
+    r->in_tl = false;
+  }
+  return true;
+}
+
+// mu held. A slot is reused only once the reply went out and JS let go of it.
+void Session::maybe_free(Req *r) {
+  if (!r->in_use || !r->reply_sent || !r->js_done) return;
+  r->in_use = false;
+  r->req = nullptr;
+  r->gen = r->gen + 1 == 0 ? 1 : r->gen + 1;
+  if (r->bytes.capacity() > (256u << 10)) std::vector<char>().swap(r->bytes);
+  free_reqs.push_back(r);
+}
+
+void Session::finish(Req *r) {
+  std::lock_guard<std::mutex> g(mu);
+  r->reply_sent = true;
+  maybe_free(r);
+  if (--replying == 0) idle_cv.notify_all();
+}
+
+// Called by libfuse on a loop thread, with the request's own lock held: take the reply (so a
+// handler that sees ctx.interrupted can no longer answer) but leave the sending to the
+// service thread, as replying here could free the request under libfuse's feet.
+static void on_interrupt(fuse_req_t req, void *data) {
+  Req *r = static_cast<Req *>(data);
+  Session *s = r->s;
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    if (r->req != req || !s->claim(r)) return;
+    r->interrupted = true;
+    s->stats.interrupts++;
+    __atomic_store_n(&s->intr[r->idx], r->gen, __ATOMIC_RELEASE);
+    s->intr_q.push_back(r);
+  }
+  s->svc_cv.notify_one();
+}
+
+void Session::submit(Req *r) {
+  // From here on another thread may answer (and libfuse free) the request.
+  fuse_req_interrupt_func(r->req, on_interrupt, r);
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> g(mu);
+    if (!r->claimed && r->timed && cfg.timeout_ms > 0) {
+      r->deadline = now_ms() + cfg.timeout_ms;
+      r->tprev = tl_tail;
+      r->tnext = nullptr;
+      if (tl_tail) tl_tail->tnext = r;
+      else {
+        tl_head = r;
+        wake = true;
+      }
+      tl_tail = r;
+      r->in_tl = true;
+    }
+  }
+  if (wake) svc_cv.notify_one();
+  if (!post(&r->item)) undeliverable(r);
+}
+
+void Session::undeliverable(Req *r) {
+  bool mine;
+  Buf *b;
+  {
+    std::lock_guard<std::mutex> g(mu);
+    mine = claim(r);
+    r->js_done = true;
+    b = r->buf;
+    r->buf = nullptr;
+    if (!mine) maybe_free(r);
+  }
+  if (b) pool_put(b);
+  if (mine) {
+    fuse_req_interrupt_func(r->req, nullptr, nullptr);
+    fuse_reply_err(r->req, EIO);
+    finish(r);
+  }
+}
+
+// JS thread: JS settled request `id`. Returns the request if JS owns the reply (send it, then
+// finish()), nullptr if it was answered already. *buf is the write buffer to give back.
+Req *Session::settle(double id, bool *mine, Buf **buf) {
+  *mine = false;
+  *buf = nullptr;
+  if (!(id >= 0) || id > 9007199254740991.0) return nullptr;
+  uint64_t v = static_cast<uint64_t>(id);
+  uint32_t idx = static_cast<uint32_t>(v & SLOT_MASK);
+  uint32_t gen = static_cast<uint32_t>(v >> SLOT_BITS);
+  std::lock_guard<std::mutex> g(mu);
+  if (idx >= slots.size()) return nullptr;
+  Req *r = slots[idx];
+  if (!r->in_use || r->gen != gen || r->js_done) return nullptr;
+  r->js_done = true;
+  *buf = r->buf;
+  r->buf = nullptr;
+  *mine = claim(r);
+  if (!*mine) {
+    stats.late++;
+    maybe_free(r);
+    return nullptr;
+  }
+  return r;
+}
+
+static void loop_main(Session *s) {
+  Buf *b = nullptr;
+  pollfd p[2];
+  p[0].fd = s->fd;
+  p[0].events = POLLIN;
+  p[1].fd = s->wakefd;
+  p[1].events = POLLIN;
+  while (!s->stopping.load(std::memory_order_acquire)) {
+    if (b == nullptr) {
+      b = s->pool_get();
+      if (b == nullptr) {  // out of memory: try again shortly
+        poll(nullptr, 0, 10);
+        continue;
+      }
+    }
+    ssize_t n = read(s->fd, b->mem, b->size);
+    if (n < 0) {
+      int e = errno;
+      if (e == EAGAIN) {
+        p[0].revents = p[1].revents = 0;
+        if (poll(p, 2, -1) < 0 && errno != EINTR) break;
+        if (p[1].revents != 0) break;
+        continue;
+      }
+      if (e == EINTR || e == ENOENT) continue;  // ENOENT: the request was interrupted meanwhile
+      break;  // ENODEV: unmounted, or the connection was aborted
+    }
+    if (static_cast<size_t>(n) < IN_HEADER_SIZE) continue;
+    fuse_buf fb;
+    std::memset(&fb, 0, sizeof fb);
+    fb.size = static_cast<size_t>(n);
+    fb.mem = b->mem;
+    fb.fd = -1;
+    tl_recv_buf = b;
+    tl_stolen = false;
+    fuse_session_process_buf(s->se, &fb);
+    if (tl_stolen) b = nullptr;  // a write request owns it now
+    tl_recv_buf = nullptr;
+    if (s->init_seen.load() && !s->init_posted.exchange(true)) s->post(&s->init_item);
+    if (fuse_session_exited(s->se)) break;
+  }
+  if (b) s->pool_put(b);
+  uint64_t one = 1;
+  ssize_t ignored = write(s->wakefd, &one, sizeof one);  // the other loop threads end too
+  (void)ignored;
+  if (s->loops_alive.fetch_sub(1) == 1 && !s->stopping.load()) s->post(&s->ended_item);
+}
+
+// Sends EINTR for interrupted requests (claimed in on_interrupt) and ETIMEDOUT for expired
+// ones. It stops only when asked and nothing claimed is left to send.
+static void svc_main(Session *s) {
+  std::unique_lock<std::mutex> lk(s->mu);
+  std::vector<std::pair<Req *, int>> todo;
+  for (;;) {
+    todo.clear();
+    while (!s->intr_q.empty()) {
+      todo.emplace_back(s->intr_q.front(), EINTR);
+      s->intr_q.pop_front();
+    }
+    int64_t t = now_ms();
+    while (s->tl_head != nullptr && s->tl_head->deadline <= t) {
+      Req *r = s->tl_head;
+      s->claim(r);
+      s->stats.timeouts++;
+      todo.emplace_back(r, ETIMEDOUT);
+    }
+    if (todo.empty()) {
+      if (s->svc_stop) break;
+      if (s->tl_head != nullptr) s->svc_cv.wait_for(lk, std::chrono::milliseconds(s->tl_head->deadline - t));
+      else s->svc_cv.wait(lk);
+      continue;
+    }
+    lk.unlock();
+    for (auto &[r, e] : todo) {
+      fuse_req_interrupt_func(r->req, nullptr, nullptr);
+      fuse_reply_err(r->req, e);
+    }
+    lk.lock();
+    for (auto &[r, e] : todo) {
+      r->reply_sent = true;
+      s->maybe_free(r);
+      if (--s->replying == 0) s->idle_cv.notify_all();
+    }
+  }
+}
+
+static void notifier_main(Session *s) {
+  std::unique_lock<std::mutex> lk(s->nmu);
+  for (;;) {
+    s->ncv.wait(lk, [s] { return s->nstop || !s->nq.empty(); });
+    if (s->nq.empty()) break;
+    Notify n = std::move(s->nq.front());
+    s->nq.pop_front();
+    lk.unlock();
+    int rc = n.entry ? fuse_lowlevel_notify_inval_entry(s->se, n.ino, n.name.c_str(), n.name.size())
+                     : fuse_lowlevel_notify_inval_inode(s->se, n.ino, n.off, n.len);
+    auto *m = new NotifyMsg();
+    m->token = n.token;
+    m->rc = rc;
+    if (!s->post(&m->item)) delete m;
+    lk.lock();
+  }
+}
+
+void Session::enqueue_notify(Notify n) {
+  {
+    std::lock_guard<std::mutex> g(nmu);
+    nq.push_back(std::move(n));
+  }
+  ncv.notify_one();
+}
+
+// Our threads block all signals (they inherit the mask), so the process's signals go to
+// Node's threads and never interrupt a read or poll here.
+struct SignalsBlocked {
+  sigset_t old;
+  SignalsBlocked() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+  }
+  ~SignalsBlocked() { pthread_sigmask(SIG_SETMASK, &old, nullptr); }
+};
+
+void Session::start_threads() {
+  SignalsBlocked blocked;
+  svc = std::thread(svc_main, this);
+  notifier = std::thread(notifier_main, this);
+  loops_alive = cfg.threads;
+  for (int i = 0; i < cfg.threads; i++) loops.emplace_back(loop_main, this);
+}
+
+static void teardown_main(Session *s) {
+  // Notifications first, while the loops still serve what the kernel may need to finish one.
+  std::deque<Notify> dropped;
+  {
+    std::lock_guard<std::mutex> g(s->nmu);
+    s->nstop = true;
+    dropped.swap(s->nq);
+  }
+  s->ncv.notify_all();
+  for (Notify &n : dropped) {
+    auto *m = new NotifyMsg();
+    m->token = n.token;
+    m->rc = -ENOTCONN;
+    if (!s->post(&m->item)) delete m;
+  }
+  if (s->notifier.joinable()) s->notifier.join();
+
+  s->stopping.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t ignored = write(s->wakefd, &one, sizeof one);
+  (void)ignored;
+  for (std::thread &t : s->loops) t.join();
+
+  // Answer whatever is still open; the kernel side may be gone already (errors are moot, and
+  // an exited session keeps libfuse from printing them).
+  fuse_session_exit(s->se);
+  std::vector<Req *> open;
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    for (Req *r : s->slots)
+      if (s->claim(r)) open.push_back(r);
+  }
+  for (Req *r : open) {
+    fuse_req_interrupt_func(r->req, nullptr, nullptr);
+    fuse_reply_err(r->req, EIO);
+    s->finish(r);
+  }
+  {
+    std::unique_lock<std::mutex> lk(s->mu);
+    s->svc_stop = true;
+    s->svc_cv.notify_all();
+    s->idle_cv.wait(lk, [s] { return s->replying == 0; });
+  }
+  if (s->svc.joinable()) s->svc.join();
+
+  // Closing /dev/fuse ends the connection, also for a lazily detached mount still in use.
+  fuse_session_destroy(s->se);
+  s->se = nullptr;
+  close(s->wakefd);
+  s->wakefd = -1;
+  s->post(&s->stopped_item);
+}
+
+void Session::start_teardown() {
+  SignalsBlocked blocked;
+  teardown = std::thread(teardown_main, this);
+}
+
+void Session::release_js(napi_env env) {
+  if (released) return;
+  released = true;
+  if (teardown.joinable()) teardown.join();
+  if (se != nullptr) {  // never mounted
+    fuse_session_destroy(se);
+    se = nullptr;
+  }
+  pool_close_js(env);
+  if (tsfn != nullptr) {
+    napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+    tsfn = nullptr;
+  }
+  if (scratch != nullptr) {
+    napi_delete_reference(env, scratch);
+    scratch = nullptr;
+  }
+}
+
+}  // namespace stria

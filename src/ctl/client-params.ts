@@ -1,0 +1,228 @@
+/**
+ * The parameters of one client mount, named as Lustre names them with the
+ * mount's instance id (reference §8.6):
+ *
+ *   llite.testfs-ffff1a2b3c4d5e6f.{stats,checksums,uuid,kbytes*,files*}
+ *   lov.testfs-clilov-ffff1a2b3c4d5e6f.{stripesize,stripecount,numobd,pools.*}
+ *   mdc.testfs-MDT0000-mdc-ffff1a2b3c4d5e6f.{import,stats,max_rpcs_in_flight,...}
+ *   osc.testfs-OST0000-osc-ffff1a2b3c4d5e6f.{import,stats,rpc_stats,max_rpcs_in_flight,
+ *       max_pages_per_rpc,checksums,...}
+ *
+ * Writable ones change the running client: max_rpcs_in_flight sets the import's
+ * credits, max_pages_per_rpc the OSC's RPC size, checksums the OSC's bulk checksums.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../common/log.js';
+import { ostName } from '../common/targets.js';
+import { formatNid } from '../lnet/nid.js';
+import { MAX_IMPORT_CREDITS, type Import } from '../ptlrpc/import.js';
+import { MAX_IO_BYTES } from '../oss/limits.js';
+import type { StriaClient } from '../client/client.js';
+import type { OstClient } from '../client/osc.js';
+import { ControlServer } from './control-server.js';
+import { ro, statfsParams, statsParam } from './common-params.js';
+import { formatImport, ImportStats, MDC_OPCODES, OSC_OPCODES } from './import-stats.js';
+import type { LliteStats } from './llite-stats.js';
+import { ParamRegistry, type DeviceInfo, type Param } from './params.js';
+import { checkRange, parseBool, parseSizeValue, parseUint } from './values.js';
+
+const PAGE = 4096;
+const ONE_MB = 1 << 20;
+
+/**
+ * A fresh instance id for a mount: 16 hex digits starting "ffff", the shape of
+ * Lustre's (a kernel address), so `*-osc-ffff*` patterns work as users expect.
+ */
+export function newClientInstance(): string {
+  return `ffff${randomBytes(6).toString('hex')}`;
+}
+
+export interface ClientParamOptions {
+  /** the mount's instance id (newClientInstance()) */
+  instance: string;
+  /** VFS counters the FUSE adapter feeds */
+  llite: LliteStats;
+}
+
+function creditsParam(imp: Import): Param {
+  return {
+    get: () => String(imp.credits),
+    set: (v) => imp.setCredits(checkRange(parseUint(v, 'max_rpcs_in_flight'), 1, MAX_IMPORT_CREDITS, 'max_rpcs_in_flight')),
+  };
+}
+
+function importState(imp: Import): string {
+  return imp.state === 'CLOSED' ? 'ST' : 'UP';
+}
+
+function connUuid(imp: Import): string {
+  return imp.connection.current ? formatNid(imp.connection.current) : '';
+}
+
+/** max_pages_per_rpc: pages, or bytes when 1 MiB or more or given with a unit (as Lustre's store function). */
+function parseMaxPages(v: string): number {
+  const { bytes, hadUnit } = parseSizeValue(v, 'max_pages_per_rpc');
+  const pages = hadUnit || bytes >= ONE_MB ? Math.floor(bytes / PAGE) : bytes;
+  return checkRange(pages, 1, MAX_IO_BYTES / PAGE, 'max_pages_per_rpc');
+}
+
+/** The parameters of one OSC device `dev` (e.g. testfs-OST0000-osc-ffff1a2b3c4d5e6f). */
+export function oscParams(osc: OstClient, dev: string, stats: ImportStats, clientUuid: string): Array<[string, Param]> {
+  const p = `osc.${dev}`;
+  const imp = osc.imp;
+  return [
+    [`${p}.max_rpcs_in_flight`, creditsParam(imp)],
+    [
+      `${p}.max_pages_per_rpc`,
+      {
+        get: () => String(osc.maxRpcBytes / PAGE),
+        set: (v: string) => {
+          osc.maxRpcBytes = parseMaxPages(v) * PAGE;
+        },
+      },
+    ],
+    [
+      `${p}.checksums`,
+      {
+        get: () => (osc.checksums ? '1' : '0'),
+        set: (v: string) => {
+          osc.checksums = parseBool(v, 'checksums');
+        },
+      },
+    ],
+    [`${p}.checksum_type`, ro(() => '[crc32c]')],
+    [`${p}.import`, ro(() => formatImport(dev, imp, stats))],
+    [`${p}.stats`, statsParam(() => stats.stats)],
+    [`${p}.rpc_stats`, { get: () => stats.formatRpcStats(), set: () => stats.rpc.clear() }],
+    [`${p}.ost_conn_uuid`, ro(() => connUuid(imp))],
+    [`${p}.ost_server_uuid`, ro(() => `${imp.target}_UUID\t${imp.state}`)],
+    [`${p}.uuid`, ro(() => clientUuid)],
+    ...statfsParams(p, () => osc.statfs()),
+  ];
+}
+
+/**
+ * Registers the client's parameters and devices in `reg`. Counting starts now.
+ * Returns a function that unregisters them and stops counting.
+ */
+export function registerClientParams(client: StriaClient, reg: ParamRegistry, opts: ClientParamOptions): () => void {
+  const fs = client.fsname;
+  const inst = opts.instance;
+  const mdcImp = client.mdc.imp;
+  const uuid = mdcImp.clientUuid;
+  const llite = `llite.${fs}-${inst}`;
+  const lovDev = `${fs}-clilov-${inst}`;
+  const mdcDev = `${mdcImp.target}-mdc-${inst}`;
+  const mdcStats = new ImportStats(mdcImp, MDC_OPCODES);
+  const oscStats = new Map<OstClient, ImportStats>();
+  const oscDev = (o: OstClient) => `${ostName(fs, o.index)}-osc-${inst}`;
+  // OSTs added after the mount are counted from the first lookup that sees them.
+  const oscs = (): Array<{ osc: OstClient; stats: ImportStats; dev: string }> =>
+    client.ostClients().map((osc) => {
+      let stats = oscStats.get(osc);
+      if (!stats) {
+        stats = new ImportStats(osc.imp, OSC_OPCODES);
+        oscStats.set(osc, stats);
+      }
+      return { osc, stats, dev: oscDev(osc) };
+    });
+  oscs();
+
+  const fixed: Array<[string, Param]> = [
+    [`${llite}.stats`, statsParam(() => opts.llite.stats)],
+    [`${llite}.uuid`, ro(() => uuid)],
+    [
+      `${llite}.checksums`,
+      {
+        get: () => (oscs().every((o) => o.osc.checksums) ? '1' : '0'),
+        set: (v) => {
+          const on = parseBool(v, 'checksums');
+          for (const o of oscs()) o.osc.checksums = on;
+        },
+      },
+    ],
+    ...statfsParams(llite, () => client.statfs()),
+    [`lov.${lovDev}.stripesize`, ro(() => client.fsDefault.stripeSize)],
+    [`lov.${lovDev}.stripecount`, ro(() => client.fsDefault.stripeCount)],
+    [`lov.${lovDev}.numobd`, ro(() => client.configuration.osts.length)],
+    [`lov.${lovDev}.uuid`, ro(() => uuid)],
+    [`mdc.${mdcDev}.import`, ro(() => formatImport(mdcDev, mdcImp, mdcStats))],
+    [`mdc.${mdcDev}.stats`, statsParam(() => mdcStats.stats)],
+    [`mdc.${mdcDev}.max_rpcs_in_flight`, creditsParam(mdcImp)],
+    [`mdc.${mdcDev}.mds_conn_uuid`, ro(() => connUuid(mdcImp))],
+    [`mdc.${mdcDev}.mds_server_uuid`, ro(() => `${mdcImp.target}_UUID\t${mdcImp.state}`)],
+    [`mdc.${mdcDev}.uuid`, ro(() => uuid)],
+    ...statfsParams(`mdc.${mdcDev}`, () => client.mdc.statfs()),
+  ];
+  const undo = fixed.map(([name, p]) => reg.register(name, p));
+
+  undo.push(
+    reg.provide(function* () {
+      for (const [pool, members] of Object.entries(client.configuration.pools)) {
+        yield [`lov.${lovDev}.pools.${pool}`, ro(() => members.map((i) => `${ostName(fs, i)}_UUID\n`).join(''))] as const;
+      }
+      for (const { osc, stats, dev } of oscs()) yield* oscParams(osc, dev, stats, uuid);
+    }),
+  );
+
+  undo.push(
+    reg.addDevices((): DeviceInfo[] => [
+      { type: 'lov', name: lovDev, uuid, status: 'UP', refcount: 1 },
+      { type: 'mdc', name: mdcDev, uuid, status: importState(mdcImp), refcount: 1 + mdcImp.stats.inFlight, conn: connUuid(mdcImp) },
+      ...oscs().map(({ osc, dev }) => ({
+        type: 'osc',
+        name: dev,
+        uuid,
+        status: importState(osc.imp),
+        refcount: 1 + osc.imp.stats.inFlight,
+        conn: connUuid(osc.imp),
+      })),
+    ]),
+  );
+
+  return () => {
+    for (const u of undo) u();
+    mdcStats.detach();
+    for (const s of oscStats.values()) s.detach();
+    oscStats.clear();
+  };
+}
+
+export interface ClientControl {
+  readonly instance: string;
+  readonly registry: ParamRegistry;
+  /** the control socket lctl talks to */
+  readonly socketPath: string;
+  /** stops serving and unregisters; call before unmounting the client */
+  close(): Promise<void>;
+}
+
+/**
+ * Publishes a mounted client's parameters to lctl: registers them in a registry of
+ * their own and serves it on `<run dir>/client-<pid>-<instance>.sock`.
+ */
+export async function startClientControl(
+  client: StriaClient,
+  llite: LliteStats,
+  opts: { instance?: string; runDir?: string; log?: Logger } = {},
+): Promise<ClientControl> {
+  const instance = opts.instance ?? newClientInstance();
+  const registry = new ParamRegistry();
+  const unregister = registerClientParams(client, registry, { instance, llite });
+  let server: ControlServer;
+  try {
+    server = await ControlServer.start(registry, { role: 'client', id: instance, dir: opts.runDir, log: opts.log });
+  } catch (e) {
+    unregister();
+    throw e;
+  }
+  return {
+    instance,
+    registry,
+    socketPath: server.path,
+    close: async () => {
+      await server.close();
+      unregister();
+    },
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * Mounting: connect a StriaClient, resolve the fileset (subdirectory) to
+ * mount, clear a dead mount left on the mountpoint, start a FUSE session.
+ */
+import { execFile } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import type { Logger } from '../common/log.js';
+import { err, toStriaError } from '../common/errno.js';
+import { fidToString } from '../common/fid.js';
+import { StriaClient } from '../client/client.js';
+import { resolvePath, type FsSpec } from '../cli/fs-spec.js';
+import { formatNid } from '../lnet/nid.js';
+import type { FuseSession } from './lowlevel.js';
+import { createSession } from './session-factory.js';
+import { StriaFs } from './stria-fs.js';
+import { LliteStats } from '../ctl/llite-stats.js';
+import { startClientControl } from '../ctl/client-params.js';
+import type { MountOptions } from './mount-options.js';
+
+const run = promisify(execFile);
+const REQUEST_TIMEOUT_MS = 120_000;
+
+export interface MountedStria {
+  client: StriaClient;
+  session: FuseSession;
+  fs: StriaFs;
+  mountpoint: string;
+  source: string;
+  close(): Promise<void>;
+}
+
+/** The mount source as /proc/mounts shows it: MGS NIDs, fsname and fileset. */
+export function mountSource(spec: FsSpec): string {
+  return `${spec.mgsNids.map(formatNid).join(',')}:/${[spec.fsname, ...spec.path].join('/')}`;
+}
+
+/** A FUSE mount whose process died answers ENOTCONN: lazily unmount it so we can mount again. */
+export async function clearDeadMount(mountpoint: string, log: Logger): Promise<void> {
+  try {
+    await stat(mountpoint);
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') return;
+  }
+  log.warn({ mountpoint }, 'clearing a dead mount left on the mountpoint');
+  await run('umount', ['-l', mountpoint]).catch(() => run('fusermount3', ['-u', '-z', mountpoint]));
+}
+
+export async function mountStria(spec: FsSpec, mountpoint: string, o: MountOptions, log: Logger): Promise<MountedStria> {
+  await clearDeadMount(mountpoint, log);
+  const st = await stat(mountpoint).catch(() => undefined);
+  if (!st?.isDirectory()) throw err('ENOTDIR', `mountpoint ${mountpoint} is not a directory`, 'BAD_MOUNTPOINT');
+  const client = await StriaClient.mount(
+    { mgsNids: spec.mgsNids, fsname: spec.fsname, checksums: o.checksums, maxRpcsInFlight: o.maxRpcsInFlight, timeoutMs: 30_000 },
+    log,
+  );
+  try {
+    const root = await resolvePath(client, spec.path);
+    if (root.attr.type !== 'dir') throw err('ENOTDIR', `/${spec.path.join('/')} is not a directory of ${spec.fsname}`, 'BAD_FILESET');
+    const llite = new LliteStats();
+    const fs = new StriaFs(client, { attrTimeout: o.attrTimeout, entryTimeout: o.entryTimeout, llite }, root.attr.fid);
+    const source = mountSource(spec);
+    const extra = o.readOnly ? ['ro'] : [];
+    const session = await createSession(o.fuse, mountpoint, fs, {
+      fsname: source,
+      subtype: 'stria',
+      allowOther: o.allowOther,
+      defaultPermissions: o.defaultPermissions,
+      maxWrite: 1 << 20,
+      maxReadahead: 1 << 20,
+      writebackCache: o.writebackCache,
+      autoUnmount: true,
+      requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      extraOptions: extra,
+    });
+    await session.mount();
+    const ctl = await startClientControl(client, llite, { log });
+    log.info({ mountpoint, source, root: fidToString(root.attr.fid), fuse: o.fuse }, 'mounted');
+    let closed = false;
+    return {
+      client, session, fs, mountpoint, source,
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        await session.unmount().catch((e) => log.warn({ err: toStriaError(e).message }, 'unmount failed'));
+        await ctl.close();
+        await client.unmount();
+        log.info({ mountpoint }, 'unmounted');
+      },
+    };
+  } catch (e) {
+    await client.unmount();
+    throw e;
+  }
+}
