@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libfuse3-dev + g++/make/python3: the native binding; fuse3: fusermount3;
+# libfuse2: the optional fuse-native fallback (before npm ci, or npm drops it);
 # fio, attr (setfattr/getfattr): the tests and benchmarks.
-PACKAGES=(libfuse3-dev fuse3 pkg-config g++ make python3 fio attr)
+PACKAGES=(libfuse3-dev fuse3 libfuse2 pkg-config g++ make python3 fio attr)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -72,6 +72,8 @@ const EPERM = Errno.EPERM;
 const kindNames = new Map<number, string>(Object.entries(Kind).map(([k, v]) => [v, k.toLowerCase()]));
 
 class ReqCtx implements RequestCtx {
+  private final: boolean | undefined;
+
   constructor(
     public uid: number,
     public gid: number,
@@ -83,7 +85,12 @@ class ReqCtx implements RequestCtx {
   ) {}
 
   get interrupted(): boolean {
-    return this.marks[this.slot] === this.gen;
+    return this.final ?? this.marks[this.slot] === this.gen;
+  }
+
+  /** The slot is reused once the handler settled: keep the answer it had then. */
+  settle(): void {
+    this.final ??= this.marks[this.slot] === this.gen;
   }
 }
 
@@ -374,23 +381,28 @@ export class NativeFuseSession implements FuseSession {
   }
 
   /** Starts the handler; `ok` sends the reply. Exactly one native reply call per request. */
-  private run<T>(id: number, kind: number, start: () => Promise<T> | T, ok: (v: T) => void): void {
+  private run<T>(id: number, kind: number, ctx: ReqCtx, start: () => Promise<T> | T, ok: (v: T) => void): void {
     let p: Promise<T> | T;
     try {
       p = start();
     } catch (e) {
+      ctx.settle();
       this.fail(id, kind, e);
       return;
     }
     Promise.resolve(p).then(
       (v) => {
+        ctx.settle();
         try {
           ok(v);
         } catch (e) {
           this.fail(id, kind, e);
         }
       },
-      (e: unknown) => this.fail(id, kind, e),
+      (e: unknown) => {
+        ctx.settle();
+        this.fail(id, kind, e);
+      },
     );
   }
 
@@ -418,103 +430,103 @@ export class NativeFuseSession implements FuseSession {
     const fh45 = a !== 0 ? b : undefined;
     switch (kind) {
       case Kind.LOOKUP:
-        return this.run(id, kind, () => ops.lookup(ctx, ino, name), (e) => this.sendEntry(id, e));
+        return this.run(id, kind, ctx, () => ops.lookup(ctx, ino, name), (e) => this.sendEntry(id, e));
       case Kind.GETATTR:
-        return this.run(id, kind, () => ops.getattr(ctx, ino, fh45), (r) => this.sendAttr(id, r));
+        return this.run(id, kind, ctx, () => ops.getattr(ctx, ino, fh45), (r) => this.sendAttr(id, r));
       case Kind.SETATTR: {
         const attr: SetattrIn = {
           mode: d, uid: f[8], gid: f[9], size: f[10],
           atime: { sec: f[11], nsec: f[12] }, mtime: { sec: f[13], nsec: f[14] }, ctime: { sec: f[15], nsec: f[16] },
         };
-        return this.run(id, kind, () => ops.setattr(ctx, ino, attr, c, fh45), (r) => this.sendAttr(id, r));
+        return this.run(id, kind, ctx, () => ops.setattr(ctx, ino, attr, c, fh45), (r) => this.sendAttr(id, r));
       }
       case Kind.READLINK:
-        return this.run(id, kind, () => ops.readlink(ctx, ino), (t) => void this.addon.replyReadlink(this.h!, id, String(t)));
+        return this.run(id, kind, ctx, () => ops.readlink(ctx, ino), (t) => void this.addon.replyReadlink(this.h!, id, String(t)));
       case Kind.MKNOD:
-        return this.run(id, kind, () => ops.mknod(ctx, ino, name, a, b), (e) => this.sendEntry(id, e));
+        return this.run(id, kind, ctx, () => ops.mknod(ctx, ino, name, a, b), (e) => this.sendEntry(id, e));
       case Kind.MKDIR:
-        return this.run(id, kind, () => ops.mkdir(ctx, ino, name, a), (e) => this.sendEntry(id, e));
+        return this.run(id, kind, ctx, () => ops.mkdir(ctx, ino, name, a), (e) => this.sendEntry(id, e));
       case Kind.UNLINK:
-        return this.run(id, kind, () => ops.unlink(ctx, ino, name), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.unlink(ctx, ino, name), () => this.done0(id));
       case Kind.RMDIR:
-        return this.run(id, kind, () => ops.rmdir(ctx, ino, name), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.rmdir(ctx, ino, name), () => this.done0(id));
       case Kind.SYMLINK:
-        return this.run(id, kind, () => ops.symlink(ctx, s2 ?? '', ino, name), (e) => this.sendEntry(id, e));
+        return this.run(id, kind, ctx, () => ops.symlink(ctx, s2 ?? '', ino, name), (e) => this.sendEntry(id, e));
       case Kind.RENAME: {
         const newParent = u[1];
-        return this.run(id, kind, () => ops.rename(ctx, ino, name, newParent, s2 ?? '', a), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.rename(ctx, ino, name, newParent, s2 ?? '', a), () => this.done0(id));
       }
       case Kind.LINK: {
         const newParent = u[1];
-        return this.run(id, kind, () => ops.link(ctx, ino, newParent, name), (e) => this.sendEntry(id, e));
+        return this.run(id, kind, ctx, () => ops.link(ctx, ino, newParent, name), (e) => this.sendEntry(id, e));
       }
       case Kind.OPEN:
-        return this.run(id, kind, () => ops.open(ctx, ino, a), (o) => {
+        return this.run(id, kind, ctx, () => ops.open(ctx, ino, a), (o) => {
           if (this.sendOpen(id, o) < 0) this.undoOpen(ctx, ino, o.fh, a, false);
         });
       case Kind.READ:
-        return this.run(id, kind, () => ops.read(ctx, ino, a, b, c), (buf) => void this.addon.replyBuf(this.h!, id, buf));
+        return this.run(id, kind, ctx, () => ops.read(ctx, ino, a, b, c), (buf) => void this.addon.replyBuf(this.h!, id, buf));
       case Kind.WRITE: {
         const buf = data instanceof ArrayBuffer ? Buffer.from(data, f[8], a) : (data as Buffer);
-        return this.run(id, kind, () => ops.write(ctx, ino, buf, b, c, d), (n) => {
+        return this.run(id, kind, ctx, () => ops.write(ctx, ino, buf, b, c, d), (n) => {
           if (typeof n !== 'number') throw new TypeError('write handler must resolve with a byte count');
           this.addon.replyWrite(this.h!, id, n);
         });
       }
       case Kind.FLUSH: {
         const owner = u[1];
-        return this.run(id, kind, () => (ops.flush as FlushWithOwner)(ctx, ino, a, owner), () => this.done0(id));
+        return this.run(id, kind, ctx, () => (ops.flush as FlushWithOwner)(ctx, ino, a, owner), () => this.done0(id));
       }
       case Kind.RELEASE: {
         const flockOwner = c !== 0 ? u[1] : undefined;
-        return this.run(id, kind, () => (ops.release as ReleaseWithOwner)(ctx, ino, a, b, flockOwner), () => this.done0(id));
+        return this.run(id, kind, ctx, () => (ops.release as ReleaseWithOwner)(ctx, ino, a, b, flockOwner), () => this.done0(id));
       }
       case Kind.FSYNC:
-        return this.run(id, kind, () => ops.fsync!(ctx, ino, a !== 0, b), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.fsync!(ctx, ino, a !== 0, b), () => this.done0(id));
       case Kind.OPENDIR:
-        return this.run(id, kind, () => ops.opendir!(ctx, ino, a), (o) => {
+        return this.run(id, kind, ctx, () => ops.opendir!(ctx, ino, a), (o) => {
           if (this.sendOpen(id, o) < 0) this.undoOpen(ctx, ino, o.fh, a, true);
         });
       case Kind.READDIR:
       case Kind.READDIRPLUS: {
         const plus = kind === Kind.READDIRPLUS;
-        return this.run(id, kind, () => ops.readdir(ctx, ino, a, b, c, plus), (list) => this.sendDir(id, plus, list));
+        return this.run(id, kind, ctx, () => ops.readdir(ctx, ino, a, b, c, plus), (list) => this.sendDir(id, plus, list));
       }
       case Kind.RELEASEDIR:
-        return this.run(id, kind, () => ops.releasedir!(ctx, ino, a), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.releasedir!(ctx, ino, a), () => this.done0(id));
       case Kind.FSYNCDIR:
-        return this.run(id, kind, () => ops.fsyncdir!(ctx, ino, a !== 0, b), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.fsyncdir!(ctx, ino, a !== 0, b), () => this.done0(id));
       case Kind.STATFS:
-        return this.run(id, kind, () => ops.statfs(ctx, ino), (s) => this.sendStatfs(id, s));
+        return this.run(id, kind, ctx, () => ops.statfs(ctx, ino), (s) => this.sendStatfs(id, s));
       case Kind.SETXATTR:
-        return this.run(id, kind, () => ops.setxattr(ctx, ino, name, data as Buffer, a), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.setxattr(ctx, ino, name, data as Buffer, a), () => this.done0(id));
       case Kind.GETXATTR:
-        return this.run(id, kind, () => ops.getxattr(ctx, ino, name), (val) => void this.addon.replyBuf(this.h!, id, val));
+        return this.run(id, kind, ctx, () => ops.getxattr(ctx, ino, name), (val) => void this.addon.replyBuf(this.h!, id, val));
       case Kind.LISTXATTR:
-        return this.run(id, kind, () => ops.listxattr(ctx, ino), (names) => {
+        return this.run(id, kind, ctx, () => ops.listxattr(ctx, ino), (names) => {
           const list = Buffer.from(names.map((n) => `${n}\0`).join(''), 'utf8');
           this.addon.replyBuf(this.h!, id, list);
         });
       case Kind.REMOVEXATTR:
-        return this.run(id, kind, () => ops.removexattr(ctx, ino, name), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.removexattr(ctx, ino, name), () => this.done0(id));
       case Kind.CREATE:
-        return this.run(id, kind, () => ops.create(ctx, ino, name, a, b), (cr) => this.sendCreate(id, ctx, cr, b));
+        return this.run(id, kind, ctx, () => ops.create(ctx, ino, name, a, b), (cr) => this.sendCreate(id, ctx, cr, b));
       case Kind.FALLOCATE:
-        return this.run(id, kind, () => ops.fallocate!(ctx, ino, a, b, c, d), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.fallocate!(ctx, ino, a, b, c, d), () => this.done0(id));
       case Kind.GETLK: {
         const owner = u[1];
         const lock = this.lockIn();
-        return this.run(id, kind, () => ops.getlk!(ctx, ino, a, owner, lock), (l) => this.sendLock(id, l));
+        return this.run(id, kind, ctx, () => ops.getlk!(ctx, ino, a, owner, lock), (l) => this.sendLock(id, l));
       }
       case Kind.SETLK: {
         const owner = u[1];
         const lock = this.lockIn();
         const sleep = f[9] !== 0;
-        return this.run(id, kind, () => ops.setlk!(ctx, ino, a, owner, lock, sleep), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.setlk!(ctx, ino, a, owner, lock, sleep), () => this.done0(id));
       }
       case Kind.FLOCK: {
         const owner = u[1];
-        return this.run(id, kind, () => ops.flock!(ctx, ino, a, owner, b), () => this.done0(id));
+        return this.run(id, kind, ctx, () => ops.flock!(ctx, ino, a, owner, b), () => this.done0(id));
       }
       default:
         this.addon.replyErr(this.h!, id, Errno.ENOSYS);
