@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseFsSpec } from '../src/cli/fs-spec.js';
+import { parseFsSpec } from '../src/client/fs-spec.js';
 
 test('filesystem specs: ports inside NIDs, failover nodes, paths', () => {
   const a = parseFsSpec('127.0.0.1:23000@tcp:/testfs/dir/file');

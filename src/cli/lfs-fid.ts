@@ -4,7 +4,7 @@
  */
 import { Errno, StriaError, err, toStriaError } from '../common/errno.js';
 import { fidToString, parseFid } from '../common/fid.js';
-import { looksLikeFsSpec, parseFsSpec, type FsSpec } from './fs-spec.js';
+import { looksLikeFsSpec, parseFsSpec, type FsSpec } from '../client/fs-spec.js';
 import { splitArgs, UsageError, type OptSpec } from './lfs-getopt.js';
 import { strerror, type LfsSession } from './lfs-session.js';
 import type { Output } from './lfs-output.js';

@@ -6,7 +6,7 @@
 import type { Fid } from '../common/fid.js';
 import type { Inode } from '../common/inode.js';
 import type { StriaClient } from '../client/client.js';
-import type { FsSpec } from './fs-spec.js';
+import type { FsSpec } from '../client/fs-spec.js';
 import { V, V_DEFAULT, dirLovView, fileLovView, formatLov, formatMdtIndex } from './lfs-format.js';
 import { splitArgs, UsageError, type OptSpec } from './lfs-getopt.js';
 import { childPath, type LfsSession } from './lfs-session.js';

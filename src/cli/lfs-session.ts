@@ -14,7 +14,7 @@ import type { Fid } from '../common/fid.js';
 import type { Inode } from '../common/inode.js';
 import { silentLogger } from '../common/log.js';
 import { StriaClient } from '../client/client.js';
-import { fsKey, looksLikeFsSpec, parseFsSpec, sameFilesystem, type FsSpec } from './fs-spec.js';
+import { fsKey, looksLikeFsSpec, parseFsSpec, sameFilesystem, type FsSpec } from '../client/fs-spec.js';
 import { MOUNTINFO, STRIA_FSTYPE, mountOf, pathInMount, readMountTable, striaMounts, type MountEntry } from './mount-table.js';
 
 /** Symbolic links followed in one lookup before ELOOP (the kernel's limit). */

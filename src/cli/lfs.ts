@@ -13,7 +13,7 @@ import { parseSize } from '../common/units.js';
 import { validatePoolName, validateStripeCount, validateStripeSize, type LayoutTemplate } from '../common/layout.js';
 import { formatNid } from '../lnet/nid.js';
 import type { StriaClient } from '../client/client.js';
-import { fsKey, parseFsSpec, type FsSpec } from './fs-spec.js';
+import { fsKey, parseFsSpec, type FsSpec } from '../client/fs-spec.js';
 import { formatDf, type DfRow } from './lfs-format.js';
 import { splitArgs, UsageError, type OptSpec } from './lfs-getopt.js';
 import { LfsSession } from './lfs-session.js';

@@ -13,7 +13,7 @@ import { startOss } from '../oss/oss.js';
 import { fail, runDaemon } from './daemon.js';
 import { startUp } from './up.js';
 import { unmountPath } from './umount.js';
-import { parseFsSpec, type FsSpec } from './fs-spec.js';
+import { parseFsSpec, type FsSpec } from '../client/fs-spec.js';
 import { mountStria } from '../fuse/mount.js';
 import { DEFAULT_MOUNT_OPTIONS, parseMountOptions, type FuseImpl, type MountOptions } from '../fuse/mount-options.js';
 import { toStriaError } from '../common/errno.js';

@@ -9,7 +9,7 @@ import type { Logger } from '../common/log.js';
 import { err, toStriaError } from '../common/errno.js';
 import { fidToString } from '../common/fid.js';
 import { StriaClient } from '../client/client.js';
-import { resolvePath, type FsSpec } from '../cli/fs-spec.js';
+import { resolvePath, type FsSpec } from '../client/fs-spec.js';
 import { formatNid } from '../lnet/nid.js';
 import type { FuseSession } from './lowlevel.js';
 import { createSession } from './session-factory.js';

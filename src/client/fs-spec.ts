@@ -6,7 +6,7 @@ import { err } from '../common/errno.js';
 import { validateFsname } from '../common/targets.js';
 import { parseNidList, type Nid } from '../lnet/nid.js';
 import type { Fid } from '../common/fid.js';
-import type { StriaClient, FileAttr } from '../client/client.js';
+import type { StriaClient, FileAttr } from './client.js';
 
 export interface FsSpec {
   mgsNids: Nid[];
