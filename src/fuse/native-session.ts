@@ -49,7 +49,7 @@ export interface SessionLogger {
 }
 
 export interface NativeSessionOptions extends SessionOptions {
-  /** receives handler failures that were answered EIO, and late or refused replies */
+  /** receives handler failures that were answered EIO, and failures of init/destroy/forget/release-after-undelivered-open */
   logger?: SessionLogger;
   /** kernel max_background (default 64) */
   maxBackground?: number;
@@ -178,7 +178,13 @@ export class NativeFuseSession implements FuseSession {
   async mount(): Promise<void> {
     if (this.state !== 'new') throw err('EBUSY', `session for ${this.mountpoint} was already mounted`, 'SESSION_USED');
     const scratch: Scratch = { inF: this.inF, inU: this.inU, outF: this.outF, outU: this.outU, intr: this.marks };
-    const h = this.addon.createSession(this.config(), this.onMessage, scratch);
+    let h: Handle;
+    try {
+      h = this.addon.createSession(this.config(), this.onMessage, scratch);
+    } catch (e) {
+      this.finishStopped();
+      throw err('EINVAL', (e as Error).message, 'FUSE_OPTIONS');
+    }
     this.h = h;
     this.state = 'mounting';
     const init = new Promise<void>((resolve, reject) => {

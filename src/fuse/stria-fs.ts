@@ -282,8 +282,8 @@ export class StriaFs implements LowLevelOps {
       if (offset < DOT_OFFSET) out.push({ name: '.', ino: fidToIno(fid), type: dirType, nextOffset: DOT_OFFSET });
       if (offset < DOTDOT_OFFSET) out.push({ name: '..', ino: fidToIno(fid), type: dirType, nextOffset: DOTDOT_OFFSET });
       const cookie = offset <= COOKIE_BASE ? 0 : offset - COOKIE_BASE;
-      // ~24 bytes of dirent header plus the name: ask for about what fits.
-      const limit = Math.max(1, Math.min(1024, Math.floor(size / 32)));
+      // Ask for about what fits: a dirent is ~24 bytes plus the name, a direntplus ~150.
+      const limit = Math.max(1, Math.min(1024, Math.floor(size / (plus ? 160 : 32))));
       const page = await this.client.readdir(fid, cookie, limit);
       const attrs = plus ? await Promise.all(page.entries.map((e) => this.client.getattr(e.fid).catch(() => undefined))) : [];
       page.entries.forEach((e, i) => {
