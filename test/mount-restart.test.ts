@@ -34,3 +34,14 @@ test('stria umount ends the mount process cleanly', async () => {
   await m.mount();
   assert.equal((await sh(`cat ${m.path('f')}`)).stdout, 'survives\n');
 });
+
+test('SIGTERM to the mount process unmounts cleanly', async () => {
+  const p = m.proc!;
+  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+  p.kill('SIGTERM');
+  assert.equal(await exited, 0, 'clean exit');
+  const mounts = await sh('cat /proc/mounts');
+  assert.ok(!mounts.stdout.includes(m.mountpoint), 'no mount left behind');
+  await m.mount();
+  assert.equal((await sh(`cat ${m.path('f')}`)).stdout, 'survives\n');
+});
