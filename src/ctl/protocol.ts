@@ -7,6 +7,7 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
+import type { DeviceInfo } from './params.js';
 
 export const DEFAULT_RUN_DIR = '/run/stria';
 
@@ -75,14 +76,8 @@ export interface WriteResult {
   error?: WireError;
 }
 
-export interface WireDevice {
-  type: string;
-  name: string;
-  uuid: string;
-  status: string;
-  refcount: number;
-  conn?: string;
-}
+/** Devices travel as they are listed. */
+export type WireDevice = DeviceInfo;
 
 export type ControlResponse =
   | { ok: true; nodes: ListedNode[] }
