@@ -239,12 +239,16 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) {
   session_of(req)->submit(r);
 }
 
-static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info *fi) {
-  Req *r = begin(req, K_FSYNC, ino);
+static void fsync_common(fuse_req_t req, int kind, fuse_ino_t ino, int datasync, fuse_file_info *fi) {
+  Req *r = begin(req, kind, ino);
   if (!r) return;
   r->f[4] = datasync ? 1 : 0;
   r->f[5] = static_cast<double>(fi->fh);
   session_of(req)->submit(r);
+}
+
+static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info *fi) {
+  fsync_common(req, K_FSYNC, ino, datasync, fi);
 }
 
 static void ll_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) {
@@ -280,11 +284,7 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) {
 }
 
 static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info *fi) {
-  Req *r = begin(req, K_FSYNCDIR, ino);
-  if (!r) return;
-  r->f[4] = datasync ? 1 : 0;
-  r->f[5] = static_cast<double>(fi->fh);
-  session_of(req)->submit(r);
+  fsync_common(req, K_FSYNCDIR, ino, datasync, fi);
 }
 
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
