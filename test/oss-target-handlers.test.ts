@@ -164,7 +164,10 @@ test('stats count requests, latency and bytes per operation', async () => {
   assert.ok(target.stats.start_time.sec > 0);
 });
 
-test('every OST opcode the brief lists has a handler', () => {
-  const expected = [Opc.OST_CREATE, Opc.OST_READ, Opc.OST_WRITE, Opc.OST_GETATTR, Opc.OST_SETATTR, Opc.OST_PUNCH, Opc.OST_DESTROY, Opc.OST_STATFS, Opc.OST_SYNC];
+test('every OST opcode the brief lists has a handler, and the OST serves extent locks', () => {
+  const expected = [
+    Opc.OST_CREATE, Opc.OST_READ, Opc.OST_WRITE, Opc.OST_GETATTR, Opc.OST_SETATTR, Opc.OST_PUNCH, Opc.OST_DESTROY, Opc.OST_STATFS, Opc.OST_SYNC,
+    Opc.LDLM_ENQUEUE, Opc.LDLM_CANCEL,
+  ];
   assert.deepEqual([...target.handlers.keys()].sort((a, b) => a - b), expected.sort((a, b) => a - b));
 });

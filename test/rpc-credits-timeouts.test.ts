@@ -129,7 +129,7 @@ test('an import keeps at most `credits` requests in flight and queues the rest i
   assert.equal(target.maxRunning, 3);
   // FIFO: the first request queued was served first
   assert.deepEqual(replies.map((r) => (r.body as { served: number }).served).slice(0, 3).sort((a, b) => a - b), [1, 2, 3]);
-  assert.deepEqual(imp.stats, { sent: 20, inFlight: 0, queued: 0, resent: 0, reconnects: 0 });
+  assert.deepEqual(imp.stats, { sent: 20, inFlight: 0, queued: 0, resent: 0, reconnects: 0, evictions: 0 });
   await client.close();
   await server.close();
 });

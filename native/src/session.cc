@@ -288,13 +288,21 @@ static void svc_main(Session *s) {
   }
 }
 
-static void notifier_main(Session *s) {
+static constexpr int NOTIFY_LANE_ATTR = 0;
+static constexpr int NOTIFY_LANE_OTHER = 1;
+static constexpr int NOTIFY_OTHER_THREADS = 4;
+
+static int notify_lane(const Notify &n) {
+  return !n.entry && n.off < 0 ? NOTIFY_LANE_ATTR : NOTIFY_LANE_OTHER;
+}
+
+static void notifier_main(Session *s, int lane) {
   std::unique_lock<std::mutex> lk(s->nmu);
   for (;;) {
-    s->ncv.wait(lk, [s] { return s->nstop || !s->nq.empty(); });
-    if (s->nq.empty()) break;
-    Notify n = std::move(s->nq.front());
-    s->nq.pop_front();
+    s->ncv[lane].wait(lk, [s, lane] { return s->nstop || !s->nq[lane].empty(); });
+    if (s->nq[lane].empty()) break;
+    Notify n = std::move(s->nq[lane].front());
+    s->nq[lane].pop_front();
     lk.unlock();
     int rc = n.entry ? fuse_lowlevel_notify_inval_entry(s->se, n.ino, n.name.c_str(), n.name.size())
                      : fuse_lowlevel_notify_inval_inode(s->se, n.ino, n.off, n.len);
@@ -307,11 +315,12 @@ static void notifier_main(Session *s) {
 }
 
 void Session::enqueue_notify(Notify n) {
+  int lane = notify_lane(n);
   {
     std::lock_guard<std::mutex> g(nmu);
-    nq.push_back(std::move(n));
+    nq[lane].push_back(std::move(n));
   }
-  ncv.notify_one();
+  ncv[lane].notify_one();
 }
 
 // Our threads block all signals (they inherit the mask), so the process's signals go to
@@ -329,7 +338,8 @@ struct SignalsBlocked {
 void Session::start_threads() {
   SignalsBlocked blocked;
   svc = std::thread(svc_main, this);
-  notifier = std::thread(notifier_main, this);
+  notifiers.emplace_back(notifier_main, this, NOTIFY_LANE_ATTR);
+  for (int i = 0; i < NOTIFY_OTHER_THREADS; i++) notifiers.emplace_back(notifier_main, this, NOTIFY_LANE_OTHER);
   loops_alive = cfg.threads;
   for (int i = 0; i < cfg.threads; i++) loops.emplace_back(loop_main, this);
 }
@@ -340,16 +350,19 @@ static void teardown_main(Session *s) {
   {
     std::lock_guard<std::mutex> g(s->nmu);
     s->nstop = true;
-    dropped.swap(s->nq);
+    for (auto &q : s->nq) {
+      for (Notify &n : q) dropped.push_back(std::move(n));
+      q.clear();
+    }
   }
-  s->ncv.notify_all();
+  for (auto &cv : s->ncv) cv.notify_all();
   for (Notify &n : dropped) {
     auto *m = new NotifyMsg();
     m->token = n.token;
     m->rc = -ENOTCONN;
     if (!s->post(&m->item)) delete m;
   }
-  if (s->notifier.joinable()) s->notifier.join();
+  for (auto &t : s->notifiers) if (t.joinable()) t.join();
 
   s->stopping.store(true, std::memory_order_release);
   uint64_t one = 1;

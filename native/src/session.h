@@ -6,7 +6,7 @@
 //   service thread       answers requests that were interrupted (EINTR) or ran out of time
 //                        (ETIMEDOUT), so a stuck handler (or a stuck JS thread) never hangs
 //                        the caller.
-//   notifier thread      sends inval_inode / inval_entry notifications: the kernel may need a
+//   notifier threads     sends inval_inode / inval_entry notifications: the kernel may need a
 //                        reply from JS to finish one, so they must not run on the JS thread.
 //   teardown thread      stops all of the above without blocking the JS thread.
 // Replies are sent from whichever thread settles the request (fuse_reply_* is thread-safe);
@@ -166,11 +166,14 @@ struct Session {
   std::vector<Buf *> pool_free;
   bool pool_closed = false;
 
+  // Two lanes: attribute-only inode invalidations never wait on a kernel lock and get their
+  // own thread, so they are never stuck behind page or name invalidations, which can wait
+  // for this filesystem's own replies (page locks, directory locks) and get a small pool.
   std::mutex nmu;
-  std::condition_variable ncv;
-  std::deque<Notify> nq;
+  std::condition_variable ncv[2];
+  std::deque<Notify> nq[2];
   bool nstop = false;
-  std::thread notifier;
+  std::vector<std::thread> notifiers;
 
   std::vector<std::thread> loops;
   std::atomic<int> loops_alive{0};

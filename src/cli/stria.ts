@@ -57,6 +57,11 @@ const ostSpecArg = (v: string, prev: Array<{ index: number; dir: string }> = [])
 };
 
 export function buildProgram(): Command {
+  const ldlmTimeoutArg = arg((v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 1 || n > 3600) throw new Error('--ldlm-timeout must be 1..3600 seconds');
+    return n;
+  });
   const program = new Command('stria')
     .description('Stria: a Lustre-style parallel filesystem')
     .showHelpAfterError(false)
@@ -82,11 +87,15 @@ export function buildProgram(): Command {
     .option('--listen <nid>', 'address to listen on', nidArg(DEFAULT_MDS_PORT), parseNid(`0.0.0.0:${DEFAULT_MDS_PORT}@tcp`))
     .option('--stripe-size <size>', 'filesystem default stripe size', stripeSizeArg, DEFAULT_STRIPE_SIZE)
     .option('--stripe-count <n>', 'filesystem default stripe count (-1 = all OSTs)', stripeCountArg, DEFAULT_STRIPE_COUNT)
-    .action(async (o: { fsname: string; mgs: Nid[]; store: string; index: number; listen: Nid; stripeSize: number; stripeCount: number }) => {
+    .option('--ldlm-timeout <seconds>', 'how long a client has to give back a lock before it is evicted', ldlmTimeoutArg, DEFAULT_LDLM_TIMEOUT_S)
+    .action(async (o: { fsname: string; mgs: Nid[]; store: string; index: number; listen: Nid; stripeSize: number; stripeCount: number; ldlmTimeout: number }) => {
       const log = createLogger('mds');
       await runDaemon('mds', log, () =>
         startMds(
-          { fsname: o.fsname, index: o.index, storeDir: resolve(o.store), mgsNids: o.mgs, listen: o.listen, fsDefault: { stripeSize: o.stripeSize, stripeCount: o.stripeCount } },
+          {
+            fsname: o.fsname, index: o.index, storeDir: resolve(o.store), mgsNids: o.mgs, listen: o.listen,
+            fsDefault: { stripeSize: o.stripeSize, stripeCount: o.stripeCount }, ldlmTimeoutMs: o.ldlmTimeout * 1000,
+          },
           log,
         ),
       );
@@ -99,14 +108,15 @@ export function buildProgram(): Command {
     .requiredOption('--mgs <nids>', 'MGS NID(s), comma-separated', nidListArg)
     .requiredOption('--ost <index:dir>', 'an OST: its index and directory (must exist; repeat for more)', ostSpecArg)
     .option('--listen <nid>', 'address to listen on', nidArg(DEFAULT_OSS_PORT), parseNid(`0.0.0.0:${DEFAULT_OSS_PORT}@tcp`))
-    .action(async (o: { fsname: string; mgs: Nid[]; ost: Array<{ index: number; dir: string }>; listen: Nid }) => {
+    .option('--ldlm-timeout <seconds>', 'how long a client has to give back a lock before it is evicted', ldlmTimeoutArg, DEFAULT_LDLM_TIMEOUT_S)
+    .action(async (o: { fsname: string; mgs: Nid[]; ost: Array<{ index: number; dir: string }>; listen: Nid; ldlmTimeout: number }) => {
       const log = createLogger('oss');
       const seen = new Set<number>();
       for (const t of o.ost) {
         if (seen.has(t.index)) fail(`oss: OST index ${t.index} given twice`);
         seen.add(t.index);
       }
-      await runDaemon('oss', log, () => startOss({ fsname: o.fsname, targets: o.ost, mgsNids: o.mgs, listen: o.listen }, log));
+      await runDaemon('oss', log, () => startOss({ fsname: o.fsname, targets: o.ost, mgsNids: o.mgs, listen: o.listen, ldlmTimeoutMs: o.ldlmTimeout * 1000 }, log));
     });
 
   program
@@ -176,6 +186,9 @@ export function buildProgram(): Command {
 
   return program;
 }
+
+/** Lustre's ldlm_timeout default */
+const DEFAULT_LDLM_TIMEOUT_S = 20;
 
 export async function main(argv: string[]): Promise<void> {
   await buildProgram().parseAsync(argv);

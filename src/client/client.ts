@@ -21,8 +21,15 @@ import type { MdsConnectReply } from '../mds/protocol.js';
 import { MdtClient, type Cred, type SetattrSpec } from './mdc.js';
 import { OstClient } from './osc.js';
 import type { StatFs } from '../common/statfs.js';
-import { StripedIo } from './lov.js';
+import { StripedIo, mergeAttrs } from './lov.js';
+import { objectSizeForFileSize } from '../common/layout.js';
+import { objectResource } from '../ldlm/protocol.js';
 import { FidAllocator } from './fid-alloc.js';
+import { ClientDlm, MD_CACHE_BITS, type HeldLocks } from './dlm.js';
+import { LockMode } from '../ldlm/modes.js';
+import { EXTENT_EOF } from '../ldlm/extent.js';
+import { InodeBit } from '../ldlm/inodebits.js';
+import type { ClientLock } from '../ldlm/client.js';
 
 export interface ClientOptions {
   mgsNids: Nid[];
@@ -42,6 +49,24 @@ export interface ClientOptions {
 /** Attributes as stat(2) sees them: for striped files size/blocks/times come from the objects. */
 export interface FileAttr extends Inode {
   blocks: number;
+  /**
+   * True when, as these attributes were read, this client held locks covering all of them
+   * (the inode's MDT lock and, for striped files, a lock on every object): they may be
+   * cached until a lock goes, which the CacheInvalidator hears about.
+   */
+  covered: boolean;
+}
+
+/** One POSIX record lock or flock as fcntl(2) describes it. */
+export interface FileLockSpec {
+  kind: 'posix' | 'bsd';
+  /** the kernel's lock owner */
+  owner: bigint;
+  pid: number;
+  type: 'read' | 'write' | 'unlock';
+  start: number;
+  /** inclusive; EXTENT_EOF = to the end */
+  end: number;
 }
 
 export interface OpenFile {
@@ -59,6 +84,8 @@ export class StriaClient {
   private readonly osts = new Map<number, OstClient>();
   private readonly io: StripedIo;
   private readonly fids: FidAllocator;
+  /** lock namespaces and the caches they protect */
+  readonly dlm: ClientDlm;
 
   private constructor(
     readonly fsname: string,
@@ -74,6 +101,8 @@ export class StriaClient {
     this.fsDefault = connect.fsDefault;
     this.io = new StripedIo((idx) => this.osc(idx));
     this.fids = new FidAllocator(() => this.mdc.allocSequence());
+    this.dlm = new ClientDlm(rpc, rpc.uuid.slice(0, 8), log);
+    this.dlm.addMdc(mdtName(fsname, 0), mdc.imp);
   }
 
   static async mount(opts: ClientOptions, log: Logger = silentLogger()): Promise<StriaClient> {
@@ -123,6 +152,7 @@ export class StriaClient {
         credits: this.opts.maxRpcsInFlight ?? 8,
       });
       this.osts.set(ost.index, new OstClient(ost.index, imp, { maxRpcBytes: this.opts.maxRpcBytes ?? 4 << 20, checksums: this.opts.checksums ?? false }));
+      this.dlm.addOsc(ost.index, ostName(this.fsname, ost.index), imp);
     }
   }
 
@@ -146,12 +176,25 @@ export class StriaClient {
     if (layout.objects.some((o) => !this.osts.has(o.ostIdx))) await this.refreshConfig();
   }
 
-  private async withObjects(inode: Inode): Promise<FileAttr> {
+  /**
+   * Completes MDT attributes with the objects' (size, blocks, times). `mdCovered`: the
+   * inode's MDT lock was held as it was read; the result is `covered` only if every
+   * object was read under a lock too and no lock was called back meanwhile.
+   */
+  private async withObjects(inode: Inode, mdLock?: ClientLock): Promise<FileAttr> {
+    const mdValid = () => mdLock !== undefined && this.dlm.mdc!.isValid(mdLock);
     if (inode.type !== 'reg' || !inode.layout || inode.layout.pattern !== 'raid0' || inode.layout.objects.length === 0) {
-      return { ...inode, blocks: Math.ceil(inode.size / 512) };
+      return { ...inode, blocks: Math.ceil(inode.size / 512), covered: mdValid() };
     }
-    await this.ensureOsts(inode.layout);
-    const m = await this.io.glimpse(inode.layout);
+    const layout = inode.layout;
+    await this.ensureOsts(layout);
+    const got = await Promise.all(
+      layout.objects.map((o) => this.dlm.glimpseObject(inode.fid, o.ostIdx, o.seq, o.oid, () => this.osc(o.ostIdx).getattr(o.seq, o.oid))),
+    );
+    const held = got.map((g) => g.lock);
+    const covered = mdValid() && held.every((h) => h !== undefined && h.ns.isValid(h.lock));
+    for (const h of held) if (h) h.ns.release(h.lock);
+    const m = mergeAttrs(layout, got.map((g) => g.attr));
     return {
       ...inode,
       size: m.size,
@@ -159,15 +202,67 @@ export class StriaClient {
       mtime: latest(inode.mtime, m.mtime),
       ctime: latest(inode.ctime, m.ctime),
       atime: latest(inode.atime, m.atime),
+      covered,
     };
   }
 
+  /** MDT attributes under a PR inodebits lock: a cached one (no lock RPC) or one granted with the reply. */
+  private async mdGetattr(fid: Fid): Promise<{ inode: Inode; lock?: ClientLock }> {
+    const ns = this.dlm.mdc!;
+    const res = this.dlm.rememberMetadata(fid);
+    const held = ns.match(res, LockMode.PR, { bits: MD_CACHE_BITS });
+    if (held) {
+      try {
+        return { inode: await this.mdc.getattr(fid), lock: held };
+      } catch (e) {
+        ns.release(held);
+        throw e;
+      }
+    }
+    const pending = ns.prepareIntent(res, 'ibits', LockMode.PR, MD_CACHE_BITS);
+    try {
+      const r = await this.mdc.getattrIntent(fid, pending.cookie);
+      return { inode: r.inode, lock: ns.completeIntent(pending, r.lock) };
+    } catch (e) {
+      ns.abortIntent(pending);
+      throw e;
+    }
+  }
+
+  private async mdLookup(parent: Fid, name: string): Promise<{ inode: Inode; lock?: ClientLock }> {
+    const ns = this.dlm.mdc!;
+    const pending = ns.prepareIntent(`lookup/${fidKey(parent)}/${name}`, 'ibits', LockMode.PR, MD_CACHE_BITS);
+    try {
+      const r = await this.mdc.lookupIntent(parent, name, pending.cookie);
+      const res = this.dlm.rememberMetadata(r.inode.fid);
+      return { inode: r.inode, lock: ns.completeIntent(pending, r.lock, res) };
+    } catch (e) {
+      ns.abortIntent(pending);
+      throw e;
+    }
+  }
+
+  private async attrsUnderLocks(md: { inode: Inode; lock?: ClientLock }): Promise<FileAttr> {
+    try {
+      return await this.withObjects(md.inode, md.lock);
+    } finally {
+      if (md.lock) this.dlm.mdc!.release(md.lock);
+    }
+  }
+
   async getattr(fid: Fid): Promise<FileAttr> {
-    return this.withObjects(await this.mdc.getattr(fid));
+    return this.attrsUnderLocks(await this.mdGetattr(fid));
   }
 
   async lookup(parent: Fid, name: string): Promise<FileAttr> {
-    return this.withObjects(await this.mdc.lookup(parent, name));
+    return this.attrsUnderLocks(await this.mdLookup(parent, name));
+  }
+
+  /** Early lock cancel: this client's own cached MDT locks that an update of these inodes would revoke. */
+  private async elc(targets: Array<[Fid, number]>): Promise<number[]> {
+    const out: number[] = [];
+    for (const [fid, bits] of targets) out.push(...(await this.dlm.mdc!.earlyCancel(fidKey(fid), 'ibits', LockMode.EX, { bits })));
+    return out;
   }
 
   /** Creates and opens a regular file; `layout` is the setstripe request for it. */
@@ -175,7 +270,7 @@ export class StriaClient {
     const fid = await this.fids.next();
     const r = await this.mdc.create(parent, name, {
       fid, type: 'reg', mode: spec.mode, uid: spec.cred.uid, gid: spec.cred.gid, layout: spec.layout, open: true,
-    });
+    }, await this.elc([[parent, InodeBit.UPDATE]]));
     await this.ensureOsts(r.inode.layout);
     return { fid: r.inode.fid, handle: r.handle!, inode: r.inode };
   }
@@ -200,7 +295,7 @@ export class StriaClient {
 
   private async makeNode(parent: Fid, name: string, type: FileType, mode: number, cred: Cred, extra: { rdev?: number; target?: string; layout?: LayoutTemplate }): Promise<FileAttr> {
     const fid = await this.fids.next();
-    const r = await this.mdc.create(parent, name, { fid, type, mode, uid: cred.uid, gid: cred.gid, ...extra });
+    const r = await this.mdc.create(parent, name, { fid, type, mode, uid: cred.uid, gid: cred.gid, ...extra }, await this.elc([[parent, InodeBit.UPDATE]]));
     return this.withObjects(r.inode);
   }
 
@@ -211,42 +306,57 @@ export class StriaClient {
   }
 
   async link(fid: Fid, parent: Fid, name: string): Promise<FileAttr> {
-    return this.withObjects(await this.mdc.link(fid, parent, name));
+    const cancels = await this.elc([[parent, InodeBit.UPDATE], [fid, InodeBit.UPDATE]]);
+    return this.withObjects(await this.mdc.link(fid, parent, name, cancels));
   }
 
   async unlink(parent: Fid, name: string): Promise<void> {
-    await this.mdc.unlink(parent, name, false);
+    await this.mdc.unlink(parent, name, false, await this.elc([[parent, InodeBit.UPDATE]]));
   }
 
   async rmdir(parent: Fid, name: string): Promise<void> {
-    await this.mdc.unlink(parent, name, true);
+    await this.mdc.unlink(parent, name, true, await this.elc([[parent, InodeBit.UPDATE]]));
   }
 
   async rename(srcParent: Fid, srcName: string, dstParent: Fid, dstName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<void> {
-    await this.mdc.rename(srcParent, srcName, dstParent, dstName, flags);
+    const cancels = await this.elc([[srcParent, InodeBit.UPDATE], [dstParent, InodeBit.UPDATE]]);
+    await this.mdc.rename(srcParent, srcName, dstParent, dstName, flags, cancels);
   }
 
-  /** setattr; a size change punches the objects first (truncate), then records it on the MDT. */
+  /**
+   * setattr; a size change punches the objects first (truncate, under PW [0, EOF] on every
+   * object, so every other client drops its cached pages and size), then records it on the MDT.
+   */
   async setattr(fid: Fid, attrs: SetattrSpec): Promise<FileAttr> {
     let inode = await this.mdc.getattr(fid);
-    const layout = inode.type === 'reg' && inode.layout?.pattern === 'raid0' ? inode.layout : undefined;
+    const layout = inode.type === 'reg' && inode.layout?.pattern === 'raid0' && inode.layout.objects.length > 0 ? inode.layout : undefined;
     const mdtAttrs: SetattrSpec = { ...attrs };
     if (attrs.size !== undefined) {
       if (inode.type === 'dir') throw err('EISDIR', 'cannot truncate a directory', 'IS_DIR');
       if (inode.type !== 'reg') throw err('EINVAL', 'cannot truncate a special file', 'NOT_REGULAR');
-      if (layout) {
-        await this.ensureOsts(layout);
-        await this.io.truncate(layout, attrs.size);
-      }
       const t = now();
       mdtAttrs.mtime ??= t;
       mdtAttrs.ctime ??= t;
     }
-    if (layout && (attrs.mtime || attrs.atime || mdtAttrs.mtime)) {
-      // Object times feed stat's merged times: keep them from overriding explicit ones.
-      await this.io.setTimes(layout, { mtime: mdtAttrs.mtime, atime: attrs.atime });
+    const touchesObjects = layout !== undefined && (attrs.size !== undefined || attrs.mtime !== undefined || attrs.atime !== undefined);
+    let held: HeldLocks | undefined;
+    if (touchesObjects) {
+      await this.ensureOsts(layout);
+      held = await this.dlm.lockRange(fid, layout, LockMode.PW, 0, 0, true);
     }
-    inode = await this.mdc.setattr(fid, mdtAttrs);
+    try {
+      if (layout && attrs.size !== undefined) {
+        await this.io.truncate(layout, attrs.size);
+        noteKnownSizes(held!, layout, attrs.size, true);
+      }
+      if (layout && touchesObjects) {
+        // Object times feed stat's merged times: keep them from overriding explicit ones.
+        await this.io.setTimes(layout, { mtime: mdtAttrs.mtime, atime: attrs.atime });
+      }
+      inode = await this.mdc.setattr(fid, mdtAttrs, await this.elc([[fid, InodeBit.UPDATE | InodeBit.PERM]]));
+    } finally {
+      held?.release();
+    }
     return this.withObjects(inode);
   }
 
@@ -266,24 +376,100 @@ export class StriaClient {
     return l && l.pattern === 'raid0' && l.objects.length > 0 ? l : undefined;
   }
 
+  /** Reads under PR locks on the objects the range maps to (cached locks cost no RPC). */
   async read(f: OpenFile, offset: number, length: number): Promise<Buffer> {
     checkRange(offset, length);
     const layout = this.dataLayout(f);
-    if (!layout) return Buffer.alloc(0);
-    return this.io.read(layout, offset, length);
+    if (!layout || length === 0) return Buffer.alloc(0);
+    const held = await this.dlm.lockRange(f.fid, layout, LockMode.PR, offset, length);
+    try {
+      return await this.io.read(layout, offset, length);
+    } finally {
+      held.release();
+    }
   }
 
-  async write(f: OpenFile, offset: number, data: Buffer, opts: { sync?: boolean } = {}): Promise<number> {
+  /**
+   * Writes under PW locks on the objects the range maps to. With `append`, the data goes
+   * at the end of file as it is under PW [0, EOF] on every object, so appends from any
+   * number of clients are serialised and never overwrite one another (reference §5).
+   * Resolves with where the data went.
+   */
+  async write(f: OpenFile, offset: number, data: Buffer, opts: { sync?: boolean; append?: boolean } = {}): Promise<{ written: number; offset: number }> {
     checkRange(offset, data.length);
     const layout = this.dataLayout(f);
     if (!layout) throw err('EIO', `file ${fidKey(f.fid)} has no objects`, 'NO_OBJECTS');
-    await this.io.write(layout, offset, data, opts.sync);
-    return data.length;
+    const held = await this.dlm.lockRange(f.fid, layout, LockMode.PW, offset, data.length, opts.append === true);
+    try {
+      if (opts.append) offset = (await this.io.glimpse(layout)).size;
+      checkRange(offset, data.length);
+      await this.io.write(layout, offset, data, opts.sync);
+      noteKnownSizes(held, layout, offset + data.length);
+      return { written: data.length, offset };
+    } finally {
+      held.release();
+    }
   }
 
   async fsync(f: OpenFile): Promise<void> {
     const layout = this.dataLayout(f);
     if (layout) await this.io.sync(layout);
+  }
+
+  /**
+   * fcntl record locks and flock(2), held on the MDT for every client. `wait` (F_SETLKW,
+   * flock without LOCK_NB) blocks until granted; `interrupted` is polled so a signal
+   * withdraws the request. Refused: EAGAIN. Would deadlock: EDEADLK.
+   */
+  async setLock(fid: Fid, l: FileLockSpec, wait: boolean, interrupted: () => boolean = () => false): Promise<void> {
+    const ns = this.dlm.mdc!;
+    const cookie = ns.newCookie();
+    const expected = wait ? ns.expectCompletion(cookie) : undefined;
+    let r;
+    try {
+      r = await this.mdc.flock({ ...flockBody(fid, l), wait, cookie });
+    } catch (e) {
+      expected?.cancel();
+      throw e;
+    }
+    if (r.status === 'granted') {
+      expected?.cancel();
+      return;
+    }
+    if (r.status === 'conflict' || !expected) {
+      expected?.cancel();
+      throw err('EAGAIN', 'the lock is held by another process', 'LOCK_CONFLICT');
+    }
+    const handle = r.handle ?? 0;
+    let poll: NodeJS.Timeout | undefined;
+    const interruptedWait = new Promise<'interrupted'>((resolve) => {
+      poll = setInterval(() => {
+        if (interrupted()) resolve('interrupted');
+      }, FLOCK_INTERRUPT_POLL_MS);
+    });
+    try {
+      const outcome = await Promise.race([expected.done.then(() => 'granted' as const), interruptedWait]);
+      if (outcome === 'granted') return;
+      expected.cancel();
+      await this.mdc.cancelLocks([handle]);
+      // Granted just before the cancel arrived: give it back.
+      await this.mdc.flock({ ...flockBody(fid, { ...l, type: 'unlock' }), cookie: ns.newCookie() }).catch(() => undefined);
+      throw err('EINTR', 'interrupted while waiting for a lock', 'LOCK_INTERRUPTED');
+    } finally {
+      clearInterval(poll);
+    }
+  }
+
+  /** F_GETLK: the first lock that would block `l`, or undefined. */
+  async testLock(fid: Fid, l: FileLockSpec): Promise<{ type: 'read' | 'write'; start: number; end: number; pid: number } | undefined> {
+    const r = await this.mdc.flock({ ...flockBody(fid, l), test: true, cookie: 0 });
+    if (r.status !== 'conflict' || !r.conflict) return undefined;
+    return { type: r.conflict.lock, start: r.conflict.start, end: r.conflict.end, pid: r.conflict.pid };
+  }
+
+  /** Every lock of `owner` on the file ends (close of a POSIX owner's descriptor, last close of a flock). */
+  async releaseLocks(fid: Fid, kind: 'posix' | 'bsd', owner: bigint): Promise<void> {
+    await this.mdc.flockRelease(fidKey(fid), kind, owner.toString());
   }
 
   async readdir(fid: Fid, cookie: number, limit = 256): Promise<{ entries: DirEntry[]; eof: boolean }> {
@@ -335,6 +521,7 @@ export class StriaClient {
   }
 
   async unmount(): Promise<void> {
+    await this.dlm.close().catch(() => undefined);
     await this.rpc.close();
   }
 
@@ -346,6 +533,23 @@ export class StriaClient {
   /** The (parent FID, name) of each name of `fid`, as path2fid --parents prints them. */
   async parents(fid: Fid): Promise<Array<{ parent: Fid; name: string }>> {
     return (await this.mdc.links(fid)).links;
+  }
+}
+
+const FLOCK_INTERRUPT_POLL_MS = 100;
+
+function flockBody(fid: Fid, l: FileLockSpec) {
+  return { res: fidKey(fid), kind: l.kind, owner: l.owner.toString(), pid: l.pid, lock: l.type, start: l.start, end: Math.min(l.end, EXTENT_EOF) };
+}
+
+/** Our own writes are what a glimpse of our PW locks must report (the client's KMS). */
+function noteKnownSizes(held: HeldLocks, layout: Raid0Layout, fileEnd: number, truncated = false): void {
+  const n = layout.objects.length;
+  for (const lock of held.locks) {
+    const i = layout.objects.findIndex((o) => objectResource(o.seq, o.oid) === lock.res);
+    if (i < 0) continue;
+    const objSize = objectSizeForFileSize(fileEnd, i, layout.stripeSize, n);
+    lock.knownSize = truncated ? objSize : Math.max(lock.knownSize ?? 0, objSize);
   }
 }
 

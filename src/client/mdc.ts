@@ -7,6 +7,7 @@ import { Opc, ReintOp } from '../ptlrpc/opcodes.js';
 import type { Import } from '../ptlrpc/import.js';
 import type { RequestOptions } from '../ptlrpc/types.js';
 import type { MdtStatfs } from '../mds/protocol.js';
+import type { LockMode } from '../ldlm/modes.js';
 
 export interface Cred {
   uid: number;
@@ -55,8 +56,31 @@ export class MdtClient {
     return (await this.call<{ inode: Inode }>(Opc.MDS_GETATTR_NAME, { parent, name })).inode;
   }
 
-  async create(parent: Fid, name: string, spec: CreateSpec): Promise<{ inode: Inode; handle?: number }> {
-    return this.call(Opc.MDS_REINT, { op: ReintOp.CREATE, parent, name, ...spec }, spec);
+  /** getattr that also asks for a PR inodebits lock on the inode (IT_GETATTR). */
+  async getattrIntent(fid: Fid, cookie: number): Promise<IntentReply> {
+    return this.call(Opc.MDS_GETATTR, { fid, lock: { cookie } });
+  }
+
+  /** lookup that also asks for a PR inodebits lock on the child (IT_LOOKUP). */
+  async lookupIntent(parent: Fid, name: string, cookie: number): Promise<IntentReply> {
+    return this.call(Opc.MDS_GETATTR_NAME, { parent, name, lock: { cookie } });
+  }
+
+  /** fcntl/flock request to the MDT's flock service. */
+  async flock(body: FlockBody): Promise<FlockReply> {
+    return this.call(Opc.LDLM_ENQUEUE, { type: 'flock', ...body });
+  }
+
+  async flockRelease(res: string, kind: 'posix' | 'bsd', owner: string): Promise<void> {
+    await this.call(Opc.LDLM_ENQUEUE, { type: 'flock-release', res, kind, owner });
+  }
+
+  async cancelLocks(handles: number[]): Promise<void> {
+    await this.call(Opc.LDLM_CANCEL, { handles });
+  }
+
+  async create(parent: Fid, name: string, spec: CreateSpec, cancels?: number[]): Promise<{ inode: Inode; handle?: number }> {
+    return this.call(Opc.MDS_REINT, withCancels({ op: ReintOp.CREATE, parent, name, ...spec }, cancels), spec);
   }
 
   async open(fid: Fid, flags: number): Promise<{ inode: Inode; handle: number }> {
@@ -67,20 +91,20 @@ export class MdtClient {
     await this.call(Opc.MDS_CLOSE, { fid, handle });
   }
 
-  async link(fid: Fid, parent: Fid, name: string): Promise<Inode> {
-    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, { op: ReintOp.LINK, fid, parent, name })).inode;
+  async link(fid: Fid, parent: Fid, name: string, cancels?: number[]): Promise<Inode> {
+    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, withCancels({ op: ReintOp.LINK, fid, parent, name }, cancels))).inode;
   }
 
-  async unlink(parent: Fid, name: string, dir: boolean): Promise<Inode> {
-    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, { op: ReintOp.UNLINK, parent, name, dir })).inode;
+  async unlink(parent: Fid, name: string, dir: boolean, cancels?: number[]): Promise<Inode> {
+    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, withCancels({ op: ReintOp.UNLINK, parent, name, dir }, cancels))).inode;
   }
 
-  async rename(srcParent: Fid, srcName: string, dstParent: Fid, dstName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<void> {
-    await this.call(Opc.MDS_REINT, { op: ReintOp.RENAME, srcParent, srcName, dstParent, dstName, ...flags });
+  async rename(srcParent: Fid, srcName: string, dstParent: Fid, dstName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}, cancels?: number[]): Promise<void> {
+    await this.call(Opc.MDS_REINT, withCancels({ op: ReintOp.RENAME, srcParent, srcName, dstParent, dstName, ...flags }, cancels));
   }
 
-  async setattr(fid: Fid, attrs: SetattrSpec): Promise<Inode> {
-    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, { op: ReintOp.SETATTR, fid, attrs })).inode;
+  async setattr(fid: Fid, attrs: SetattrSpec, cancels?: number[]): Promise<Inode> {
+    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, withCancels({ op: ReintOp.SETATTR, fid, attrs }, cancels))).inode;
   }
 
   async readdir(fid: Fid, cookie: number, limit: number): Promise<{ entries: DirEntry[]; eof: boolean }> {
@@ -96,8 +120,8 @@ export class MdtClient {
     return (await this.call<{ names: string[] }>(Opc.MDS_GETXATTR, { fid, list: true })).names;
   }
 
-  async setxattr(fid: Fid, name: string, value: Buffer | undefined, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
-    await this.call(Opc.MDS_REINT, { op: ReintOp.SETXATTR, fid, name, value, ...flags });
+  async setxattr(fid: Fid, name: string, value: Buffer | undefined, flags: { create?: boolean; replace?: boolean } = {}, cancels?: number[]): Promise<void> {
+    await this.call(Opc.MDS_REINT, withCancels({ op: ReintOp.SETXATTR, fid, name, value, ...flags }, cancels));
   }
 
   async setDirDefault(fid: Fid, template: LayoutTemplate | null): Promise<Inode> {
@@ -125,6 +149,35 @@ export class MdtClient {
   async links(fid: Fid): Promise<{ links: Array<{ parent: Fid; name: string }>; overflow: boolean }> {
     return this.call(Opc.MDS_GET_INFO, { key: 'links', fid });
   }
+}
+
+export interface IntentReply {
+  inode: Inode;
+  /** the PR inodebits lock granted with the reply */
+  lock?: { handle: number; mode: LockMode; bits: number };
+}
+
+export interface FlockBody {
+  res: string;
+  kind: 'posix' | 'bsd';
+  owner: string;
+  pid: number;
+  lock: 'read' | 'write' | 'unlock';
+  start: number;
+  end: number;
+  test?: boolean;
+  wait?: boolean;
+  cookie: number;
+}
+
+export interface FlockReply {
+  status: 'granted' | 'waiting' | 'conflict';
+  handle?: number;
+  conflict?: { lock: 'read' | 'write'; start: number; end: number; pid: number };
+}
+
+function withCancels<T extends object>(body: T, cancels: number[] | undefined): T {
+  return cancels && cancels.length > 0 ? { ...body, cancels } : body;
 }
 
 /** The MDS keeps at most this many names per inode (LINKEA_MAX_LINKS). */

@@ -12,6 +12,7 @@ export const Errno = {
   E2BIG: constants.errno.E2BIG,
   EBADF: constants.errno.EBADF,
   EAGAIN: constants.errno.EAGAIN,
+  EINTR: constants.errno.EINTR,
   ENOMEM: constants.errno.ENOMEM,
   EACCES: constants.errno.EACCES,
   EFAULT: constants.errno.EFAULT,

@@ -25,6 +25,7 @@ import { formatImport, ImportStats, MDC_OPCODES, OSC_OPCODES } from './import-st
 import type { LliteStats } from './llite-stats.js';
 import { ParamRegistry, type DeviceInfo, type Param } from './params.js';
 import { checkRange, parseBool, parseSizeValue, parseUint } from './values.js';
+import { clientNamespaceParams } from './ldlm-params.js';
 
 const PAGE = 4096;
 const ONE_MB = 1 << 20;
@@ -161,7 +162,11 @@ export function registerClientParams(client: StriaClient, reg: ParamRegistry, op
       for (const [pool, members] of Object.entries(client.configuration.pools)) {
         yield [`lov.${lovDev}.pools.${pool}`, ro(() => members.map((i) => `${ostName(fs, i)}_UUID\n`).join(''))] as const;
       }
-      for (const { osc, stats, dev } of oscs()) yield* oscParams(osc, dev, stats, uuid);
+      for (const { osc, stats, dev } of oscs()) {
+        yield* oscParams(osc, dev, stats, uuid);
+        yield* clientNamespaceParams(dev, client.dlm.osc(osc.index));
+      }
+      if (client.dlm.mdc) yield* clientNamespaceParams(mdcDev, client.dlm.mdc);
     }),
   );
 

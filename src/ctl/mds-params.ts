@@ -22,6 +22,7 @@ import type { OstProxy } from '../mds/osp.js';
 import { ro, statsParam } from './common-params.js';
 import { formatImport, ImportStats } from './import-stats.js';
 import type { DeviceInfo, ParamRegistry, Param } from './params.js';
+import { serverNamespaceParams } from './ldlm-params.js';
 import { StatsSet } from './stats.js';
 
 /** Lustre's mdt_stats[] names, in its order. */
@@ -139,6 +140,8 @@ export function registerMdsParams(reg: ParamRegistry, mds: MdsParamSources): () 
   const mgcStats = mgc ? new ImportStats(mgc, [Opc.MGS_CONFIG_READ, Opc.MGS_TARGET_REG]) : undefined;
 
   const fixed: Array<[string, Param]> = [
+    ...serverNamespaceParams(mds.target.ldlm),
+    [`mdt.${mdt}.flock_count`, ro(() => mds.target.flocks.lockCount)],
     [`mdt.${mdt}.md_stats`, statsParam(() => mdStats)],
     [`mdt.${mdt}.uuid`, ro(() => `${mdt}_UUID`)],
     [`mdt.${mdt}.num_exports`, ro(() => mds.server.exports(mdt).length)],

@@ -8,6 +8,7 @@ import { clearOstStats, OST_COUNTERS, type OstStats } from '../oss/ost-stats.js'
 import type { OstTarget } from '../oss/ost-target.js';
 import { ro, statfsParams } from './common-params.js';
 import type { ParamRegistry, Param } from './params.js';
+import { serverNamespaceParams } from './ldlm-params.js';
 import { formatStats, type CounterSnapshot } from './stats.js';
 
 /** obdfilter.*.stats from the counters the OST handlers keep. */
@@ -29,6 +30,7 @@ export function registerOssParams(reg: ParamRegistry, oss: { server: RpcServer; 
       [`${p}.num_exports`, ro(() => oss.server.exports(t.name).length)],
       [`${p}.brw_size`, ro(() => MAX_IO_BYTES >> 20)],
       ...statfsParams(p, () => t.store.statfs()),
+      ...serverNamespaceParams(t.ldlm),
     ];
     for (const [name, param] of params) undo.push(reg.register(name, param));
   }

@@ -187,10 +187,13 @@ export interface FuseSession {
   mount(): Promise<void>;
   /** unmounts (lazily if busy) and stops serving; idempotent */
   unmount(): Promise<void>;
-  /** drop cached pages [offset, offset+len) of an inode (len 0 = to the end; offset -1 = attributes only) */
-  notifyInvalInode(ino: bigint, offset: number, len: number): void;
+  /**
+   * drop cached pages [offset, offset+len) of an inode (len 0 = to the end; offset -1 =
+   * attributes only); a returned promise settles once the kernel processed it, never rejecting
+   */
+  notifyInvalInode(ino: bigint, offset: number, len: number): Promise<void> | void;
   /** drop a cached name */
-  notifyInvalEntry(parent: bigint, name: string): void;
+  notifyInvalEntry(parent: bigint, name: string): Promise<void> | void;
   /** resolves when the session ends (unmounted from outside, or by unmount()) */
   readonly done: Promise<void>;
 }

@@ -19,8 +19,9 @@ export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   allowOther: true,
   defaultPermissions: true,
   readOnly: false,
-  attrTimeout: 1,
-  entryTimeout: 1,
+  // What no lock covers is not cached; what a lock covers is cached until the lock goes.
+  attrTimeout: 0,
+  entryTimeout: 0,
   checksums: false,
   writebackCache: false,
   maxRpcsInFlight: 8,

@@ -75,6 +75,7 @@ export async function mountStria(spec: FsSpec, mountpoint: string, o: MountOptio
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
       extraOptions: extra,
     });
+    fs.attachSession(session);
     await session.mount();
     const ctl = await startClientControl(client, llite, { log });
     log.info({ mountpoint, source, root: fidToString(root.attr.fid), fuse: o.fuse }, 'mounted');

@@ -7,17 +7,38 @@ import { err } from '../common/errno.js';
 import { ROOT_FID, fidKey, fidToIno, type Fid } from '../common/fid.js';
 import { typeBits, typeFromMode } from '../common/inode.js';
 import { now } from '../common/time.js';
-import type { FileAttr, OpenFile, StriaClient } from '../client/client.js';
+import type { FileAttr, FileLockSpec, OpenFile, StriaClient } from '../client/client.js';
+import type { CacheInvalidator } from '../client/dlm.js';
+import { EXTENT_EOF } from '../ldlm/extent.js';
 import type { SetattrSpec } from '../client/mdc.js';
 import type { LliteOp, LliteStats } from '../ctl/llite-stats.js';
 import {
   FUSE_ROOT_ID, RENAME_EXCHANGE, RENAME_NOREPLACE, SetattrFlag,
   type AttrOut, type CreateOut, type DirEntryOut, type EntryOut, type FuseAttr, type LowLevelOps, type OpenOut,
-  type RequestCtx, type SetattrIn, type StatvfsOut,
+  type RequestCtx, type SetattrIn, type StatvfsOut, type FlockOut, type FuseSession,
 } from './lowlevel.js';
 
+/**
+ * How long the kernel may keep what this client holds a lock on. Any loss of the lock
+ * (callback, LRU, eviction) invalidates it at once, so this is only an upper bound.
+ */
+const LOCK_COVERED_TIMEOUT = 3600;
+const O_APPEND = 0o2000;
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o010;
+const F_RDLCK = 0;
+const F_WRLCK = 1;
+const F_UNLCK = 2;
+const LOCK_SH = 1;
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+/** names remembered per inode for invalidation; the kernel rarely holds more */
+const MAX_NAMES_PER_NODE = 16;
+
 export interface StriaFsOptions {
-  /** seconds the kernel may cache attributes and names (no locks yet: keep short) */
+  /** seconds the kernel may cache attributes and names this client holds no lock on (0 = not at all) */
   attrTimeout: number;
   entryTimeout: number;
   /** llite.*.stats of this mount */
@@ -37,11 +58,21 @@ const XATTR_REPLACE = 2;
 interface Known {
   fid: Fid;
   lookups: number;
+  /** names the kernel may have cached for it: "parentIno/name" */
+  names?: Set<string>;
+  /** POSIX lock owners that took locks on it through this mount */
+  lockOwners?: Set<bigint>;
+}
+
+interface OpenHandle {
+  file: OpenFile;
+  append: boolean;
 }
 
 export class StriaFs implements LowLevelOps {
   private readonly nodes = new Map<bigint, Known>();
-  private readonly files = new Map<number, OpenFile>();
+  private readonly files = new Map<number, OpenHandle>();
+  private session: FuseSession | undefined;
   private readonly dirs = new Map<number, Fid>();
   private nextFh = 1;
 
@@ -90,14 +121,55 @@ export class StriaFs implements LowLevelOps {
     };
   }
 
-  private entry(a: FileAttr): EntryOut {
+  private attrTimeout(a: FileAttr): number {
+    return a.covered ? LOCK_COVERED_TIMEOUT : this.opts.attrTimeout;
+  }
+
+  private entry(a: FileAttr, parent?: bigint, name?: string): EntryOut {
+    const ino = this.remember(a.fid);
+    if (parent !== undefined && name !== undefined) this.rememberName(ino, parent, name);
     return {
-      ino: this.remember(a.fid),
+      ino,
       generation: 0,
       attr: this.attrOf(a),
-      attrTimeout: this.opts.attrTimeout,
-      entryTimeout: this.opts.entryTimeout,
+      attrTimeout: this.attrTimeout(a),
+      entryTimeout: a.covered ? LOCK_COVERED_TIMEOUT : this.opts.entryTimeout,
     };
+  }
+
+  private rememberName(ino: bigint, parent: bigint, name: string): void {
+    const k = this.nodes.get(ino);
+    if (!k) return;
+    k.names ??= new Set();
+    if (k.names.size >= MAX_NAMES_PER_NODE) k.names.delete(k.names.values().next().value!);
+    k.names.add(`${parent}/${name}`);
+  }
+
+  /**
+   * Connects lock revocation to the kernel's caches. Attribute invalidation is awaited
+   * (it never waits on page locks); page and name invalidation are fired: the kernel may
+   * hold page or directory locks while it waits for this very client.
+   */
+  attachSession(session: FuseSession): void {
+    this.session = session;
+    const invalidator: CacheInvalidator = {
+      attrs: async (fid) => {
+        const ino = this.nodeId(fid);
+        if (this.nodes.has(ino)) await Promise.resolve(session.notifyInvalInode(ino, -1, 0)).catch(() => undefined);
+      },
+      data: (fid) => {
+        const ino = this.nodeId(fid);
+        if (this.nodes.has(ino)) void Promise.resolve(session.notifyInvalInode(ino, 0, 0)).catch(() => undefined);
+      },
+      names: (fid) => {
+        const k = this.nodes.get(this.nodeId(fid));
+        for (const n of k?.names ?? []) {
+          const slash = n.indexOf('/');
+          void Promise.resolve(session.notifyInvalEntry(BigInt(n.slice(0, slash)), n.slice(slash + 1))).catch(() => undefined);
+        }
+      },
+    };
+    this.client.dlm.invalidator = invalidator;
   }
 
   private timed<T>(op: LliteOp, fn: () => Promise<T>): Promise<T> {
@@ -114,12 +186,13 @@ export class StriaFs implements LowLevelOps {
 
   async lookup(_ctx: RequestCtx, parent: bigint, name: string): Promise<EntryOut> {
     checkName(name);
-    return this.entry(await this.client.lookup(this.fid(parent), name));
+    return this.entry(await this.client.lookup(this.fid(parent), name), parent, name);
   }
 
   async getattr(_ctx: RequestCtx, ino: bigint): Promise<AttrOut> {
     return this.timed('getattr', async () => {
-      return { attr: this.attrOf(await this.client.getattr(this.fid(ino))), attrTimeout: this.opts.attrTimeout };
+      const a = await this.client.getattr(this.fid(ino));
+      return { attr: this.attrOf(a), attrTimeout: this.attrTimeout(a) };
     });
   }
 
@@ -138,7 +211,7 @@ export class StriaFs implements LowLevelOps {
       else if (toSet & SetattrFlag.MTIME) spec.mtime = attr.mtime;
       if (toSet & SetattrFlag.CTIME) spec.ctime = attr.ctime;
       const a = await this.client.setattr(this.fid(ino), spec);
-      return { attr: this.attrOf(a), attrTimeout: this.opts.attrTimeout };
+      return { attr: this.attrOf(a), attrTimeout: this.attrTimeout(a) };
     });
   }
 
@@ -150,14 +223,14 @@ export class StriaFs implements LowLevelOps {
     checkName(name);
     return this.timed('mknod', async () => {
       const type = typeFromMode(mode) ?? 'reg';
-      return this.entry(await this.client.mknod(this.fid(parent), name, { type, mode: mode & 0o7777, rdev, cred: ctx }));
+      return this.entry(await this.client.mknod(this.fid(parent), name, { type, mode: mode & 0o7777, rdev, cred: ctx }), parent, name);
     });
   }
 
   async mkdir(ctx: RequestCtx, parent: bigint, name: string, mode: number): Promise<EntryOut> {
     checkName(name);
     return this.timed('mkdir', async () => {
-      return this.entry(await this.client.mkdir(this.fid(parent), name, { mode: mode & 0o7777, cred: ctx }));
+      return this.entry(await this.client.mkdir(this.fid(parent), name, { mode: mode & 0o7777, cred: ctx }), parent, name);
     });
   }
 
@@ -179,7 +252,7 @@ export class StriaFs implements LowLevelOps {
     checkName(name);
     if (Buffer.byteLength(target) > 4095) throw err('ENAMETOOLONG', 'symlink target longer than 4095 bytes', 'TARGET_TOO_LONG');
     return this.timed('symlink', async () => {
-      return this.entry(await this.client.symlink(this.fid(parent), name, target, ctx));
+      return this.entry(await this.client.symlink(this.fid(parent), name, target, ctx), parent, name);
     });
   }
 
@@ -198,37 +271,51 @@ export class StriaFs implements LowLevelOps {
   async link(_ctx: RequestCtx, ino: bigint, newParent: bigint, newName: string): Promise<EntryOut> {
     checkName(newName);
     return this.timed('link', async () => {
-      return this.entry(await this.client.link(this.fid(ino), this.fid(newParent), newName));
+      return this.entry(await this.client.link(this.fid(ino), this.fid(newParent), newName), newParent, newName);
     });
   }
 
-  private addFile(f: OpenFile): number {
+  private addFile(f: OpenFile, flags: number): number {
     const fh = this.nextFh++;
-    this.files.set(fh, f);
+    this.files.set(fh, { file: f, append: (flags & O_APPEND) !== 0 });
     return fh;
   }
 
-  private file(fh: number): OpenFile {
+  private handle(fh: number): OpenHandle {
     const f = this.files.get(fh);
     if (!f) throw err('EBADF', `no open file handle ${fh}`, 'BAD_HANDLE');
     return f;
   }
 
+  private file(fh: number): OpenFile {
+    return this.handle(fh).file;
+  }
+
+  /**
+   * The kernel's page cache is kept across opens: every cached page was read or written
+   * under an extent lock, and losing the lock drops the pages. O_APPEND descriptors bypass
+   * the page cache: the kernel would place appends at its own idea of the end of file,
+   * while the write must go where the end is once PW [0, EOF] is held on every object.
+   */
+  private openOut(fh: number, flags: number): OpenOut {
+    const append = (flags & O_APPEND) !== 0;
+    return { fh, keepCache: !append, directIo: append };
+  }
+
   async open(_ctx: RequestCtx, ino: bigint, flags: number): Promise<OpenOut> {
     return this.timed('open', async () => {
       const f = await this.client.open(this.fid(ino), flags);
-      // Without extent locks yet, drop the kernel's cached pages at every open (close-to-open coherence).
-      return { fh: this.addFile(f), keepCache: false };
+      return this.openOut(this.addFile(f, flags), flags);
     });
   }
 
-  async create(ctx: RequestCtx, parent: bigint, name: string, mode: number, _flags: number): Promise<CreateOut> {
+  async create(ctx: RequestCtx, parent: bigint, name: string, mode: number, flags: number): Promise<CreateOut> {
     checkName(name);
     return this.timed('create', async () => {
       const pfid = this.fid(parent);
       const f = await this.client.create(pfid, name, { mode: mode & 0o7777, cred: ctx });
       const attr = await this.client.getattr(f.fid);
-      return { ...this.entry(attr), fh: this.addFile(f), keepCache: false };
+      return { ...this.entry(attr, parent, name), ...this.openOut(this.addFile(f, flags), flags) };
     });
   }
 
@@ -239,22 +326,72 @@ export class StriaFs implements LowLevelOps {
     return data;
   }
 
-  async write(_ctx: RequestCtx, _ino: bigint, data: Buffer, offset: number, fh: number): Promise<number> {
+  async write(ctx: RequestCtx, _ino: bigint, data: Buffer, offset: number, fh: number): Promise<number> {
     const t0 = process.hrtime.bigint();
-    const n = await this.client.write(this.file(fh), offset, data);
-    this.opts.llite.io('write', n, Number((process.hrtime.bigint() - t0) / 1000n));
-    return n;
+    const h = this.handle(fh);
+    if (h.append) await this.killSuidOnDirectWrite(ctx, h.file);
+    const { written } = await this.client.write(h.file, offset, data, { append: h.append });
+    this.opts.llite.io('write', written, Number((process.hrtime.bigint() - t0) / 1000n));
+    return written;
   }
 
-  async flush(): Promise<void> {
-    // Writes are synchronous to the OSTs for now: nothing is buffered here.
+  /**
+   * The kernel clears set-id bits itself before cached writes, but leaves it to the
+   * filesystem for direct-I/O writes (FUSE_WRITE_KILL_SUIDGID, which libfuse 3.14 does not
+   * pass on): a writer without CAP_FSETID (approximated as uid != 0) drops S_ISUID, and
+   * S_ISGID when the group may execute, as should_remove_suid() does.
+   */
+  private async killSuidOnDirectWrite(ctx: RequestCtx, f: OpenFile): Promise<void> {
+    if (ctx.uid === 0 || (f.inode.mode & (S_ISUID | S_ISGID)) === 0) return;
+    const a = await this.client.getattr(f.fid);
+    let kill = a.mode & S_ISUID;
+    if (a.mode & S_ISGID && a.mode & S_IXGRP) kill |= S_ISGID;
+    if (kill === 0) return;
+    await this.client.setattr(f.fid, { mode: a.mode & 0o7777 & ~kill });
+    f.inode = { ...f.inode, mode: a.mode & ~kill };
   }
 
-  async release(_ctx: RequestCtx, _ino: bigint, fh: number): Promise<void> {
-    const f = this.files.get(fh);
-    if (!f) return;
+  /** close(2) of a descriptor: the POSIX locks of its owner on this file end (fcntl semantics). */
+  async flush(_ctx: RequestCtx, ino: bigint, _fh: number, lockOwner?: bigint): Promise<void> {
+    const k = this.nodes.get(ino);
+    if (lockOwner === undefined || !k?.lockOwners?.has(lockOwner)) return;
+    k.lockOwners.delete(lockOwner);
+    await this.client.releaseLocks(k.fid, 'posix', lockOwner);
+  }
+
+  async release(_ctx: RequestCtx, ino: bigint, fh: number, _flags?: number, flockOwner?: bigint): Promise<void> {
+    const h = this.files.get(fh);
+    if (!h) return;
     this.files.delete(fh);
-    await this.timed('close', () => this.client.close(f));
+    if (flockOwner !== undefined) await this.client.releaseLocks(h.file.fid, 'bsd', flockOwner).catch(() => undefined);
+    void ino;
+    await this.timed('close', () => this.client.close(h.file));
+  }
+
+  async getlk(_ctx: RequestCtx, ino: bigint, _fh: number, owner: bigint, lock: FlockOut): Promise<FlockOut> {
+    const type = lockType(lock.type);
+    if (type === 'unlock') throw err('EINVAL', 'F_GETLK needs F_RDLCK or F_WRLCK', 'BAD_LOCK_TYPE');
+    const c = await this.client.testLock(this.fid(ino), { kind: 'posix', owner, pid: lock.pid, type, start: lock.start, end: lock.end });
+    if (!c) return { type: F_UNLCK, start: lock.start, end: lock.end, pid: 0 };
+    return { type: c.type === 'read' ? F_RDLCK : F_WRLCK, start: c.start, end: c.end >= EXTENT_EOF ? Number.MAX_SAFE_INTEGER : c.end, pid: c.pid };
+  }
+
+  async setlk(ctx: RequestCtx, ino: bigint, _fh: number, owner: bigint, lock: FlockOut, sleep: boolean): Promise<void> {
+    const k = this.nodes.get(ino);
+    const spec: FileLockSpec = { kind: 'posix', owner, pid: lock.pid || ctx.pid, type: lockType(lock.type), start: lock.start, end: lock.end };
+    await this.client.setLock(this.fid(ino), spec, sleep, () => ctx.interrupted);
+    if (k && spec.type !== 'unlock') (k.lockOwners ??= new Set()).add(owner);
+  }
+
+  async flock(ctx: RequestCtx, ino: bigint, _fh: number, owner: bigint, op: number): Promise<void> {
+    const base = { kind: 'bsd' as const, owner, pid: ctx.pid, start: 0, end: EXTENT_EOF };
+    if (op & LOCK_UN) {
+      await this.client.setLock(this.fid(ino), { ...base, type: 'unlock' }, false);
+      return;
+    }
+    const type = op & LOCK_EX ? 'write' : op & LOCK_SH ? 'read' : undefined;
+    if (!type) throw err('EINVAL', `invalid flock operation ${op}`, 'BAD_LOCK_TYPE');
+    await this.client.setLock(this.fid(ino), { ...base, type }, (op & LOCK_NB) === 0, () => ctx.interrupted);
   }
 
   async fsync(_ctx: RequestCtx, _ino: bigint, _datasync: boolean, fh: number): Promise<void> {
@@ -293,7 +430,7 @@ export class StriaFs implements LowLevelOps {
           ino: fidToIno(e.fid),
           type: typeBits(e.type),
           nextOffset: e.cookie + COOKIE_BASE,
-          entry: a ? this.entry(a) : undefined,
+          entry: a ? this.entry(a, ino, e.name) : undefined,
         });
       });
       return out;
@@ -345,6 +482,13 @@ export class StriaFs implements LowLevelOps {
       if (offset + length > a.size) await this.client.setattr(fid, { size: offset + length });
     });
   }
+}
+
+function lockType(t: number): 'read' | 'write' | 'unlock' {
+  if (t === F_RDLCK) return 'read';
+  if (t === F_WRLCK) return 'write';
+  if (t === F_UNLCK) return 'unlock';
+  throw err('EINVAL', `invalid lock type ${t}`, 'BAD_LOCK_TYPE');
 }
 
 function checkName(name: string): void {

@@ -22,12 +22,14 @@
  *     find(id: number): { state: 'granted' | 'waiting'; lock: LockOf<T> } | undefined
  *     grantedLocks(): LockOf<T>[]
  *     waitingLocks(): LockOf<T>[]
+ *     blockersOf(id: number): LockOf<T>[]   granted locks a waiter is blocked by (blocking AST targets)
+ *     isEmpty: boolean
  *   }
  *
  * Rules:
  * - A new lock is granted at once iff it conflicts with no granted and no waiting
  *   lock; otherwise it waits at the tail (`blockNoWait`: refused, nothing queued,
- *   no ASTs). `conflicts` lists the granted locks it conflicts with — the holders
+ *   no ASTs). Locks enqueued with `local` never conflict with one another. `conflicts` lists the granted locks it conflicts with — the holders
  *   to send blocking ASTs to.
  * - After a cancel the waiting queue is scanned in FIFO order: a waiter is granted
  *   iff it conflicts with no granted lock and no waiter ahead of it, so a later
@@ -147,6 +149,17 @@ export class LdlmResource<T extends ResourceType> {
     return undefined;
   }
 
+  /** The granted locks a waiting lock is blocked by: the holders that need a blocking AST. */
+  blockersOf(id: number): LockOf<T>[] {
+    const w = this.waiting.find((e) => e.lock.id === id);
+    if (!w) return [];
+    return this.granted.filter((g) => g.lock.mode !== LockMode.GROUP && this.conflict(w, g)).map((g) => this.view(g));
+  }
+
+  get isEmpty(): boolean {
+    return this.granted.length === 0 && this.waiting.length === 0;
+  }
+
   grantedLocks(): LockOf<T>[] {
     return this.granted.map((e) => this.view(e));
   }
@@ -220,8 +233,13 @@ export class LdlmResource<T extends ResourceType> {
     return this.waiting.length;
   }
 
-  /** `other` is judged by its granted extent when granted, else by its request. */
+  /**
+   * `other` is judged by its granted extent when granted, else by its request.
+   * Server-local locks never conflict with each other: they exist to revoke client
+   * caches, and the server orders its own updates itself, so no local deadlock can arise.
+   */
   private conflict(entry: Entry, other: Entry): boolean {
+    if (entry.opts.local && other.opts.local) return false;
     switch (this.type) {
       case 'extent':
         return extentLocksConflict(

@@ -33,6 +33,8 @@ export interface MdsOptions {
   mgsNids: Nid[];
   listen: Nid;
   fsDefault: { stripeSize: number; stripeCount: number };
+  /** ldlm_timeout: how long a client has to give back a lock (default 20 s) */
+  ldlmTimeoutMs?: number;
   /** how often the MGS configuration is re-read for new OSTs and pools */
   configPollMs?: number;
 }
@@ -69,8 +71,10 @@ export async function startMds(opts: MdsOptions, log: Logger): Promise<RunningMd
     const rpc = new RpcClient({ uuid: `${name}-mdtlov_UUID` }, log);
     cleanup.push(() => rpc.close());
     const lod = new ObjectAllocator();
-    const target = new MdtTarget(ns, lod, { fsname: opts.fsname, index: opts.index, storeDir: opts.storeDir, fsDefault: opts.fsDefault }, log);
+    const target = new MdtTarget(ns, lod, { fsname: opts.fsname, index: opts.index, storeDir: opts.storeDir, fsDefault: opts.fsDefault, ldlmTimeoutMs: opts.ldlmTimeoutMs }, log);
     const server = new RpcServer({ nid: opts.listen }, log);
+    target.evictor = (exp, why) => server.evict(exp, why);
+    cleanup.push(() => target.ldlm.close());
     server.addTarget(target);
     await server.listen();
     cleanup.push(() => server.close());

@@ -12,8 +12,14 @@ import type { RequestContext, RequestHandler, ServerExport, TargetService } from
 import type { Namespace } from './namespace.js';
 import type { ObjectAllocator } from './lod.js';
 import { zFid, zSafeUint } from '../common/validate.js';
+import { LdlmServer } from '../ldlm/server.js';
+import { LockMode } from '../ldlm/modes.js';
+import { InodeBit } from '../ldlm/inodebits.js';
+import { CancelRequest, EnqueueRequest } from '../ldlm/protocol.js';
+import type { Inode } from '../common/inode.js';
+import { FlockEnqueue, FlockRelease, FlockService } from './flock-service.js';
 import {
-  CloseBody, FidBody, GetxattrBody, LookupBody, MdsConnectData, ReadpageBody, ReintBody, SetInfoBody, parseBody,
+  EarlyCancels, CloseBody, FidBody, GetxattrBody, LookupBody, MdsConnectData, ReadpageBody, ReintBody, SetInfoBody, parseBody,
   type LayoutRequest, type MdsConnectReply, type MdtStatfs,
 } from './protocol.js';
 
@@ -22,7 +28,13 @@ export interface MdtOptions {
   index: number;
   storeDir: string;
   fsDefault: { stripeSize: number; stripeCount: number };
+  /** how long a client has to give a lock back before it is evicted (default 20 s) */
+  ldlmTimeoutMs?: number;
 }
+
+/** What a client caches under its PR lock on an inode: its name, attributes, xattrs and layout. */
+export const CLIENT_CACHE_BITS = InodeBit.LOOKUP | InodeBit.UPDATE | InodeBit.PERM | InodeBit.XATTR | InodeBit.LAYOUT;
+const INTENT_LOOKUP_RETRIES = 4;
 
 interface OpenHandle {
   fid: Fid;
@@ -35,6 +47,12 @@ export class MdtTarget implements TargetService {
   readonly handlers = new Map<number, RequestHandler>();
   private nextHandle = 1;
   readonly stats = { creates: 0, unlinks: 0, renames: 0, opens: 0, getattrs: 0, readpages: 0 };
+  /** inodebits locks (mdt-<target>_UUID) */
+  readonly ldlm: LdlmServer;
+  /** fcntl and flock locks of every client */
+  readonly flocks: FlockService;
+  /** set by the daemon once its RPC server exists */
+  evictor: (exp: ServerExport, reason: string) => void = () => undefined;
 
   constructor(
     private readonly ns: Namespace,
@@ -43,16 +61,52 @@ export class MdtTarget implements TargetService {
     private readonly log: Logger,
   ) {
     this.name = mdtName(opts.fsname, opts.index);
+    this.ldlm = new LdlmServer({
+      name: `mdt-${this.name}_UUID`,
+      callbackTimeoutMs: opts.ldlmTimeoutMs ?? 20_000,
+      log,
+      evict: (exp, why) => this.evictor(exp, why),
+    });
+    this.flocks = new FlockService(log);
     const h = this.handlers;
     h.set(Opc.SEQ_QUERY, async () => ({ body: { seq: await ns.allocSequence(), width: FID_SEQ_WIDTH } }));
     h.set(Opc.MDS_GET_ROOT, () => ({ body: { fid: ROOT_FID } }));
     h.set(Opc.MDS_GETATTR, async (ctx) => {
       this.stats.getattrs++;
-      return { body: { inode: await ns.getattr(parseBody(FidBody, ctx.body).fid) } };
+      const b = parseBody(FidBody, ctx.body);
+      if (!b.lock) return { body: { inode: await ns.getattr(b.fid) } };
+      return { body: await this.underClientLock(ctx, b.fid, b.lock.cookie, () => ns.getattr(b.fid)) };
     });
     h.set(Opc.MDS_GETATTR_NAME, async (ctx) => {
       const b = parseBody(LookupBody, ctx.body);
-      return { body: { inode: await ns.lookup(b.parent, b.name) } };
+      if (!b.lock) return { body: { inode: await ns.lookup(b.parent, b.name) } };
+      // The child is known only after the lookup; the name must still lead to it once locked.
+      for (let attempt = 0; ; attempt++) {
+        const fid = (await ns.lookup(b.parent, b.name)).fid;
+        const r = await this.underClientLock(ctx, fid, b.lock.cookie, () => ns.lookup(b.parent, b.name));
+        if (fidKey(r.inode.fid) === fidKey(fid) || attempt >= INTENT_LOOKUP_RETRIES) return { body: r };
+        this.ldlm.cancel(ctx.export, [r.lock.handle]);
+      }
+    });
+    h.set(Opc.LDLM_ENQUEUE, async (ctx) => {
+      const exp = requireExport(ctx.export);
+      const type = (ctx.body as { type?: unknown } | undefined)?.type;
+      if (type === 'flock') return { body: this.flocks.enqueue(exp, parseBody(FlockEnqueue, ctx.body)) };
+      if (type === 'flock-release') {
+        const b = parseBody(FlockRelease, ctx.body);
+        this.flocks.release(exp, b.kind, b.res, b.owner);
+        return { body: {} };
+      }
+      const b = parseBody(EnqueueRequest, ctx.body);
+      if (b.type !== 'ibits') throw err('EINVAL', `bad request: an MDT grants inodebits and flock locks, not ${b.type}`, 'BAD_REQUEST');
+      return { body: await this.ldlm.enqueue(exp, b) };
+    });
+    h.set(Opc.LDLM_CANCEL, (ctx) => {
+      const exp = requireExport(ctx.export);
+      const { handles } = parseBody(CancelRequest, ctx.body);
+      this.ldlm.cancel(exp, handles);
+      this.flocks.cancelWaits(exp, handles);
+      return { body: {} };
     });
     h.set(Opc.MDS_READPAGE, async (ctx) => {
       this.stats.readpages++;
@@ -70,7 +124,7 @@ export class MdtTarget implements TargetService {
     h.set(Opc.MDS_SET_INFO, async (ctx) => {
       const b = parseBody(SetInfoBody, ctx.body);
       const tpl = b.template === null ? undefined : checkTemplate(b.template);
-      return { body: { inode: await ns.setDirDefault(b.fid, tpl) } };
+      return { body: { inode: await this.underLocks([[b.fid, InodeBit.UPDATE | InodeBit.LAYOUT]], () => ns.setDirDefault(b.fid, tpl)) } };
     });
     h.set(Opc.MDS_SYNC, () => ({ body: {} }));
     h.set(Opc.MDS_GET_INFO, async (ctx) => {
@@ -89,6 +143,8 @@ export class MdtTarget implements TargetService {
   }
 
   onDisconnect(exp: ServerExport): void {
+    this.ldlm.dropExport(exp);
+    this.flocks.dropExport(exp);
     const handles = exp.data.get(HANDLES_KEY) as Map<number, OpenHandle> | undefined;
     if (!handles) return;
     for (const h of handles.values()) void this.closeFid(h.fid);
@@ -129,8 +185,47 @@ export class MdtTarget implements TargetService {
     this.destroyObjects(destroy);
   }
 
+  /**
+   * Grants the client a PR lock on `fid`, then reads what it protects: any update that
+   * follows has to revoke the lock first, so the reply is never older than the cache it fills.
+   */
+  private async underClientLock(ctx: RequestContext, fid: Fid, cookie: number, read: () => Promise<Inode>) {
+    const exp = requireExport(ctx.export);
+    const lock = await this.ldlm.enqueue(exp, { res: fidKey(fid), type: 'ibits', mode: LockMode.PR, bits: CLIENT_CACHE_BITS, cookie }, true);
+    try {
+      const inode = await read();
+      return { inode, lock: { handle: lock.handle, mode: lock.mode, bits: lock.bits ?? CLIENT_CACHE_BITS } };
+    } catch (e) {
+      this.ldlm.cancel(exp, [lock.handle]);
+      throw e;
+    }
+  }
+
+  /** Runs an update under server-local EX locks, so clients caching what it changes drop it first. */
+  private async underLocks<T>(targets: Array<[Fid, number]>, fn: () => Promise<T>): Promise<T> {
+    const merged = new Map<string, number>();
+    for (const [fid, bits] of targets) merged.set(fidKey(fid), (merged.get(fidKey(fid)) ?? 0) | bits);
+    const locks = await Promise.all([...merged].map(([res, bits]) => this.ldlm.lockLocal(res, 'ibits', LockMode.EX, { bits })));
+    try {
+      return await fn();
+    } finally {
+      for (const l of locks) l.release();
+    }
+  }
+
+  private async childFid(parent: Fid, name: string): Promise<Fid | undefined> {
+    try {
+      return (await this.ns.lookup(parent, name)).fid;
+    } catch {
+      return undefined; // the update itself reports the missing name
+    }
+  }
+
   private async reint(ctx: RequestContext) {
     const b = parseBody(ReintBody, ctx.body);
+    const { cancels } = parseBody(EarlyCancels, ctx.body);
+    if (cancels?.length && ctx.export) this.ldlm.cancel(ctx.export, cancels);
+    const U = InodeBit.UPDATE;
     switch (b.op) {
       case ReintOp.CREATE: {
         if (b.fid.seq < FID_SEQ_NORMAL) throw err('EINVAL', 'new files need a FID from a client sequence', 'BAD_FID');
@@ -138,10 +233,10 @@ export class MdtTarget implements TargetService {
         if (b.type === 'reg') layout = await this.allocateLayout(b.parent, b.layout);
         let inode;
         try {
-          inode = await this.ns.create(b.parent, b.name, {
+          inode = await this.underLocks([[b.parent, U]], () => this.ns.create(b.parent, b.name, {
             fid: b.fid, type: b.type, mode: b.mode, uid: b.uid, gid: b.gid, rdev: b.rdev, target: b.target, layout,
             dirDefault: b.type === 'dir' && b.layout ? checkTemplate(b.layout) : undefined,
-          });
+          }));
         } catch (e) {
           if (layout) this.destroyObjects(layout.objects);
           throw e;
@@ -157,24 +252,35 @@ export class MdtTarget implements TargetService {
       case ReintOp.OPEN:
         return { body: await this.open(ctx, b.fid) };
       case ReintOp.LINK:
-        return { body: { inode: await this.ns.link(b.fid, b.parent, b.name) } };
+        return { body: { inode: await this.underLocks([[b.parent, U], [b.fid, U]], () => this.ns.link(b.fid, b.parent, b.name)) } };
       case ReintOp.UNLINK: {
-        const r = await this.ns.unlink(b.parent, b.name, { dir: b.dir });
+        const child = await this.childFid(b.parent, b.name);
+        const targets: Array<[Fid, number]> = [[b.parent, U]];
+        if (child) targets.push([child, CLIENT_CACHE_BITS]);
+        const r = await this.underLocks(targets, () => this.ns.unlink(b.parent, b.name, { dir: b.dir }));
         this.destroyObjects(r.destroy);
         this.stats.unlinks++;
         return { body: { inode: r.inode } };
       }
       case ReintOp.RENAME: {
-        const r = await this.ns.rename(b.srcParent, b.srcName, b.dstParent, b.dstName, { noReplace: b.noReplace, exchange: b.exchange });
+        const [src, dst] = await Promise.all([this.childFid(b.srcParent, b.srcName), this.childFid(b.dstParent, b.dstName)]);
+        const targets: Array<[Fid, number]> = [[b.srcParent, U], [b.dstParent, U]];
+        if (src) targets.push([src, InodeBit.LOOKUP | U]);
+        if (dst) targets.push([dst, CLIENT_CACHE_BITS]);
+        const r = await this.underLocks(targets, () =>
+          this.ns.rename(b.srcParent, b.srcName, b.dstParent, b.dstName, { noReplace: b.noReplace, exchange: b.exchange }),
+        );
         this.destroyObjects(r.destroy);
         this.stats.renames++;
         return { body: { replaced: r.replaced } };
       }
       case ReintOp.SETATTR:
-        return { body: { inode: await this.ns.setattr(b.fid, b.attrs) } };
+        return { body: { inode: await this.underLocks([[b.fid, U | InodeBit.PERM]], () => this.ns.setattr(b.fid, b.attrs)) } };
       case ReintOp.SETXATTR: {
-        if (b.value === undefined) await this.ns.removexattr(b.fid, b.name);
-        else await this.ns.setxattr(b.fid, b.name, Buffer.from(b.value.buffer, b.value.byteOffset, b.value.byteLength), { create: b.create, replace: b.replace });
+        await this.underLocks([[b.fid, U | InodeBit.XATTR]], async () => {
+          if (b.value === undefined) await this.ns.removexattr(b.fid, b.name);
+          else await this.ns.setxattr(b.fid, b.name, Buffer.from(b.value.buffer, b.value.byteOffset, b.value.byteLength), { create: b.create, replace: b.replace });
+        });
         return { body: {} };
       }
     }
@@ -207,6 +313,11 @@ export class MdtTarget implements TargetService {
     const { inodes } = await this.ns.counts();
     return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: inodes + s.ffree, ffree: s.ffree };
   }
+}
+
+function requireExport(exp: ServerExport | undefined): ServerExport {
+  if (!exp) throw err('ENOTCONN', 'not connected', 'NOT_CONNECTED');
+  return exp;
 }
 
 /**

@@ -18,8 +18,12 @@ export const LayoutRequest = z.object({
 export type LayoutRequest = z.infer<typeof LayoutRequest>;
 
 export const MdsConnectData = z.object({ fsname: z.string().min(1).max(8) });
-export const FidBody = z.object({ fid: zFid });
-export const LookupBody = z.object({ parent: zFid, name });
+/** An intent: also grant the client a PR inodebits lock on the inode, named by its cookie. */
+const LockIntent = z.object({ cookie: zSafeUint }).optional();
+export const FidBody = z.object({ fid: zFid, lock: LockIntent });
+export const LookupBody = z.object({ parent: zFid, name, lock: LockIntent });
+/** Early lock cancel: handles of the sender's own locks that a modifying request would revoke. */
+export const EarlyCancels = z.object({ cancels: z.array(zSafeUint).max(64).optional() });
 export const CloseBody = z.object({ fid: zFid, handle: zSafeUint });
 export const ReadpageBody = z.object({ fid: zFid, cookie: zSafeUint, limit: z.number().int().min(1).max(10000) });
 export const GetxattrBody = z.union([

@@ -16,7 +16,11 @@ export interface OssOptions {
   targets: Array<{ index: number; dir: string }>;
   mgsNids: Nid[];
   listen: Nid;
+  /** ldlm_timeout: how long a client has to give back a lock (default 20 s) */
+  ldlmTimeoutMs?: number;
 }
+
+export const DEFAULT_LDLM_TIMEOUT_MS = 20_000;
 
 export interface RunningOss {
   server: RpcServer;
@@ -38,7 +42,9 @@ export async function startOss(opts: OssOptions, log: Logger): Promise<RunningOs
       cleanup.push(() => store.close());
     }
     const server = new RpcServer({ nid: opts.listen }, log);
-    const targets = stores.map((store) => createOstTarget(store, log));
+    const ldlmTimeoutMs = opts.ldlmTimeoutMs ?? DEFAULT_LDLM_TIMEOUT_MS;
+    const targets = stores.map((store) => createOstTarget(store, log, { ldlmTimeoutMs, evict: (exp, why) => server.evict(exp, why) }));
+    cleanup.push(async () => targets.forEach((t) => t.ldlm.close()));
     for (const t of targets) server.addTarget(t);
     await server.listen();
     cleanup.push(() => server.close());

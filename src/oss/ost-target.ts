@@ -7,6 +7,11 @@ import type { Logger } from '../common/log.js';
 import { Opc, opcodeName } from '../ptlrpc/opcodes.js';
 import type { ReplyPayload, RequestContext, RequestHandler, ServerExport, TargetService } from '../ptlrpc/types.js';
 import type { ObjectStore } from './objstore.js';
+import { LdlmServer } from '../ldlm/server.js';
+import { CancelRequest, EnqueueRequest, objectResource } from '../ldlm/protocol.js';
+import { EXTENT_EOF } from '../ldlm/extent.js';
+import { LockMode } from '../ldlm/modes.js';
+import { parseBody } from '../common/validate.js';
 import { addSample, newOstStats, type OstCounterName, type OstStats } from './ost-stats.js';
 import {
   MAX_IO_BYTES,
@@ -27,13 +32,39 @@ import {
 
 export interface OstTarget extends TargetService {
   readonly store: ObjectStore;
+  /** the OST's extent lock namespace (filter-<target>_UUID) */
+  readonly ldlm: LdlmServer;
   /** live counters for `lctl get_param obdfilter.<name>.stats` */
   readonly stats: OstStats;
 }
 
-export function createOstTarget(store: ObjectStore, log: Logger): OstTarget {
+export interface OstTargetOptions {
+  /** how long a client has to give a lock back before it is evicted */
+  ldlmTimeoutMs: number;
+  /** the RPC server's eviction (drops the export, closes the connection) */
+  evict(exp: ServerExport, reason: string): void;
+}
+
+/** Without an RPC server to evict through (unit tests), an unresponsive client just loses its locks. */
+const STANDALONE: OstTargetOptions = { ldlmTimeoutMs: 20_000, evict: () => undefined };
+
+export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTargetOptions = STANDALONE): OstTarget {
   const stats = newOstStats();
   const handlers = new Map<number, RequestHandler>();
+  const ldlm = new LdlmServer({
+    name: `filter-${store.name}_UUID`,
+    callbackTimeoutMs: opts.ldlmTimeoutMs,
+    log,
+    evict: opts.evict,
+    lvb: async (res) => {
+      const [seq, oid] = res.split(':').map(Number);
+      try {
+        return await store.getattr(seq!, oid!);
+      } catch {
+        return undefined; // destroyed or never created: no attributes to report
+      }
+    },
+  });
 
   /** Registers a handler whose successful runs are timed into `counter`. */
   const on = (opc: number, counter: OstCounterName, fn: (ctx: RequestContext, op: string) => Promise<ReplyPayload>) => {
@@ -92,7 +123,13 @@ export function createOstTarget(store: ObjectStore, log: Logger): OstTarget {
 
   on(Opc.OST_DESTROY, 'destroy', async (ctx, op) => {
     const b = parseRequest(OstObjectRequest, ctx.body, op);
-    await store.destroy(b.seq, b.oid);
+    // Clients caching the object's pages or size must drop them first.
+    const lock = await ldlm.lockLocal(objectResource(b.seq, b.oid), 'extent', LockMode.PW, { extent: { start: 0, end: EXTENT_EOF } });
+    try {
+      await store.destroy(b.seq, b.oid);
+    } finally {
+      lock.release();
+    }
     return { body: {} };
   });
 
@@ -107,10 +144,22 @@ export function createOstTarget(store: ObjectStore, log: Logger): OstTarget {
     return { body: {} };
   });
 
+  handlers.set(Opc.LDLM_ENQUEUE, async (ctx) => {
+    const b = parseBody(EnqueueRequest, ctx.body);
+    if (b.type !== 'extent') throw err('EINVAL', `bad request: an OST grants extent locks, not ${b.type}`, 'BAD_REQUEST');
+    if (!/^\d+:\d+$/.test(b.res)) throw err('EINVAL', `bad request: res: not an object name: ${b.res}`, 'BAD_REQUEST');
+    return { body: await ldlm.enqueue(ctx.export!, b) };
+  });
+  handlers.set(Opc.LDLM_CANCEL, (ctx) => {
+    ldlm.cancel(ctx.export!, parseBody(CancelRequest, ctx.body).handles);
+    return { body: {} };
+  });
+
   return {
     name: store.name,
     store,
     stats,
+    ldlm,
     handlers,
     onConnect(exp: ServerExport, data: unknown): OstConnectReply {
       const d = parseRequest(OstConnectData, data, 'OST_CONNECT');
@@ -121,6 +170,7 @@ export function createOstTarget(store: ObjectStore, log: Logger): OstTarget {
       return { index: store.index, fsname: store.fsname, uuid: store.uuid };
     },
     onDisconnect(exp: ServerExport): void {
+      ldlm.dropExport(exp);
       log.info({ target: store.name, client: exp.clientUuid, peer: exp.peer }, 'client disconnected');
     },
   };

@@ -107,7 +107,7 @@ interface ConnectWaiter {
 }
 
 type ConnectOutcome =
-  | { ok: true; ch: RpcChannel; handle: number; connCnt: number; data: unknown }
+  | { ok: true; ch: RpcChannel; handle: number; connCnt: number; data: unknown; evicted: boolean }
   | { ok: false; refused: boolean; error: StriaError };
 
 export class Import extends EventEmitter {
@@ -142,7 +142,7 @@ export class Import extends EventEmitter {
   private probing = false;
   private lastActivity = 0;
   private maxCommitted = 0;
-  private counters = { sent: 0, resent: 0, reconnects: 0, timeouts: 0 };
+  private counters = { sent: 0, resent: 0, reconnects: 0, timeouts: 0, evictions: 0 };
 
   constructor(host: ImportHost, opts: ImportOptions, log: Logger) {
     super();
@@ -216,8 +216,9 @@ export class Import extends EventEmitter {
     };
   }
 
-  get stats(): { sent: number; inFlight: number; queued: number; resent: number; reconnects: number } {
+  get stats(): { sent: number; inFlight: number; queued: number; resent: number; reconnects: number; evictions: number } {
     return {
+      evictions: this.counters.evictions,
       sent: this.counters.sent,
       inFlight: this.inFlight.size,
       queued: this.queue.length + this.resendList.length,
@@ -583,7 +584,9 @@ export class Import extends EventEmitter {
     } catch (e) {
       return { ok: false, refused: false, error: toStriaError(e) };
     }
-    const header = requestHeader(this.connectOpc, this.host.nextXid(), this.connectBody, {}, { timeoutMs });
+    // The handle we had tells the target who we were: it answers `evicted` if it evicted us.
+    const connectBody = this.everConnected ? { ...(this.connectBody as object), prevHandle: this.handle } : this.connectBody;
+    const header = requestHeader(this.connectOpc, this.host.nextXid(), connectBody, {}, { timeoutMs });
     let reply: Frame;
     try {
       reply = await ch.call(header, undefined, timeoutMs, `${opcodeName(this.connectOpc)} to ${this.target}`);
@@ -607,11 +610,12 @@ export class Import extends EventEmitter {
     }
     if (!ch.isOpen) return { ok: false, refused: false, error: err('ENOTCONN', `connection to ${ch.peer} lost during CONNECT`, 'CONNECTION_LOST') };
     if (reply.header.lc !== undefined && reply.header.lc > this.maxCommitted) this.maxCommitted = reply.header.lc;
-    return { ok: true, ch, handle: body.handle, connCnt: body.connCnt, data: body.data };
+    return { ok: true, ch, handle: body.handle, connCnt: body.connCnt, data: body.data, evicted: body.evicted === true };
   }
 
   private connected(nid: Nid, o: Extract<ConnectOutcome, { ok: true }>): void {
     const reconnect = this.everConnected;
+    const newExport = reconnect && o.handle !== this.handle;
     this.channel = o.ch;
     this.handle = o.handle;
     this.connCnt = o.connCnt;
@@ -626,8 +630,11 @@ export class Import extends EventEmitter {
       this.counters.reconnects++;
       this.log.info({ target: this.target, nid: formatNid(nid), connCnt: o.connCnt }, `Connection restored to ${this.target} (at ${formatNid(nid)})`);
     }
+    if (o.evicted) this.evicted(nid);
     for (const r of this.resendList) this.disarmWait(r);
     for (const r of this.queue) this.disarmWait(r);
+    // The target lost our export (evicted, or restarted): every lock we held there is gone.
+    if (newExport) this.notify('new-export', { evicted: o.evicted });
     this.setState('FULL');
     for (const w of this.connectWaiters.splice(0)) {
       clearTimeout(w.timer);
@@ -635,6 +642,19 @@ export class Import extends EventEmitter {
     }
     this.startPinging();
     this.pump();
+  }
+
+  /** Reference §3.8: in-progress operations fail with EIO; the import then works again. */
+  private evicted(nid: Nid): void {
+    this.counters.evictions++;
+    this.log.error(
+      { target: this.target, nid: formatNid(nid) },
+      `This client was evicted by ${this.target}; in progress operations using this service will fail.`,
+    );
+    const failed = [...this.resendList, ...this.queue];
+    this.resendList = [];
+    this.queue = [];
+    for (const r of failed) this.settle(r, err('EIO', `${opcodeName(r.opc)} to ${this.target} failed: this client was evicted`, 'EVICTED'));
   }
 
   private failWaiters(e: StriaError): void {
@@ -715,7 +735,7 @@ export class Import extends EventEmitter {
   }
 
   /** Emits an observer event; an observer that throws must not break the request path. */
-  private notify(event: 'rpc-queued' | 'rpc-sent' | 'rpc-done', ...args: unknown[]): void {
+  private notify(event: 'rpc-queued' | 'rpc-sent' | 'rpc-done' | 'new-export', ...args: unknown[]): void {
     if (this.listenerCount(event) === 0) return;
     try {
       this.emit(event, ...args);

@@ -44,6 +44,7 @@ export const DEFAULT_REPLY_CACHE_SIZE = 64;
 /** default deadline of a server->client request (lock callbacks) */
 export const DEFAULT_CALLBACK_TIMEOUT_MS = 30_000;
 const MAX_NAME_LENGTH = 256;
+const MAX_EVICTED_REMEMBERED = 4096;
 
 class Link implements ServerLink {
   readonly peer: string;
@@ -70,6 +71,8 @@ export class RpcServer {
   private server: Server | undefined;
   private boundPort = 0;
   private nextHandle = randomInt(1, 2 ** 40);
+  /** handles of evicted exports, so a client reconnecting with one learns it was evicted */
+  private readonly evictedHandles = new Set<number>();
   private nextXid = 1;
   private closing: Promise<void> | undefined;
 
@@ -128,6 +131,22 @@ export class RpcServer {
   exports(target?: string): ServerExport[] {
     const all = [...this.exportsByKey.values()];
     return target === undefined ? all : all.filter((e) => e.target === target);
+  }
+
+  /**
+   * Evicts a client from a target (reference §3.8): its export and everything the
+   * target keeps for it go (onDisconnect), and its connection is closed so the client
+   * notices at once; its reconnect is told it was evicted.
+   */
+  evict(exp: ServerExport, reason: string): void {
+    const e = this.exportsByHandle.get(exp.handle);
+    if (!e || e !== exp) return;
+    this.log.warn({ target: e.target, client: e.clientUuid, peer: e.peer, reason }, `evicting client ${e.clientUuid} at ${e.peer} from ${e.target}: ${reason}`);
+    this.evictedHandles.add(e.handle);
+    if (this.evictedHandles.size > MAX_EVICTED_REMEMBERED) this.evictedHandles.delete(this.evictedHandles.values().next().value!);
+    const link = e.link;
+    this.dropExport(e, true);
+    link?.channel.close(err('ENOTCONN', `client evicted: ${reason}`, 'EVICTED'));
   }
 
   /** Closes the listener and every connection; resolves when all are gone. */
@@ -302,7 +321,9 @@ export class RpcServer {
       return;
     }
     this.log.debug({ target: name, client: uuid, peer: link.peer, connCnt: exp.connCnt, reconnect: !isNew }, 'client connected');
-    const reply = { handle: exp.handle, connCnt: exp.connCnt, data };
+    const prev = typeof body.prevHandle === 'number' ? body.prevHandle : undefined;
+    const evicted = isNew && prev !== undefined && this.evictedHandles.delete(prev);
+    const reply = evicted ? { handle: exp.handle, connCnt: exp.connCnt, data, evicted } : { handle: exp.handle, connCnt: exp.connCnt, data };
     this.sendFrame(link, replyHeader(h, reply, undefined, this.replyExtra(name, started)), undefined);
   }
 

@@ -59,6 +59,8 @@ export interface ClusterOptions {
   fsname?: string;
   stripeSize?: string;
   stripeCount?: number;
+  /** seconds a client has to answer a lock callback before the servers evict it (`--ldlm-timeout`) */
+  ldlmTimeout?: number;
 }
 
 export class TestCluster {
@@ -89,10 +91,11 @@ export class TestCluster {
     for (let i = 0; i < n; i++) await mkdir(join(dir, `ost${i}`));
     const mgs = `127.0.0.1:${ports.mgs}@tcp`;
     c.roles.set('mgs', { name: 'mgs', args: ['mgs', '--dir', join(dir, 'mgs'), '--listen', mgs], ready: (l) => l.msg === 'MGS started', output: [] });
+    const ldlmArgs = opts.ldlmTimeout === undefined ? [] : ['--ldlm-timeout', String(opts.ldlmTimeout)];
     for (let i = 0; i < n; i++) {
       c.roles.set(`oss${i}`, {
         name: `oss${i}`,
-        args: ['oss', '--fsname', c.fsname, '--mgs', mgs, '--ost', `${i}:${join(dir, `ost${i}`)}`, '--listen', `127.0.0.1:${ports.oss[i]}@tcp`],
+        args: ['oss', '--fsname', c.fsname, '--mgs', mgs, '--ost', `${i}:${join(dir, `ost${i}`)}`, '--listen', `127.0.0.1:${ports.oss[i]}@tcp`, ...ldlmArgs],
         ready: (l) => l.msg === 'OST started',
         output: [],
       });
@@ -100,6 +103,7 @@ export class TestCluster {
     const mdsArgs = ['mds', '--fsname', c.fsname, '--mgs', mgs, '--store', join(dir, 'mdt0'), '--listen', `127.0.0.1:${ports.mds}@tcp`];
     if (opts.stripeSize) mdsArgs.push('--stripe-size', opts.stripeSize);
     if (opts.stripeCount) mdsArgs.push('--stripe-count', String(opts.stripeCount));
+    mdsArgs.push(...ldlmArgs);
     c.roles.set('mds', { name: 'mds', args: mdsArgs, ready: (l) => l.msg === 'MDT started', output: [] });
     try {
       await c.startRole('mgs');

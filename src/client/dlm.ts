@@ -1,0 +1,179 @@
+/**
+ * The client's use of locks (llite/osc/mdc glue around src/ldlm/client.ts): one lock
+ * namespace per target, data locks taken over a file's stripes in stripe order, and the
+ * mapping from a lock back to the file whose cached state it protects, so losing a lock
+ * drops exactly that state through the CacheInvalidator (the FUSE mount's kernel caches).
+ */
+import type { Logger } from '../common/log.js';
+import { fidKey, type Fid } from '../common/fid.js';
+import { mapExtent, type Raid0Layout } from '../common/layout.js';
+import type { ObjAttr } from '../common/statfs.js';
+import type { Import } from '../ptlrpc/import.js';
+import type { RpcClient } from '../ptlrpc/client.js';
+import { LdlmCallbackRouter } from '../ldlm/callback-router.js';
+import { LdlmClientNamespace, type ClientLock, type RevokeReason } from '../ldlm/client.js';
+import { EXTENT_EOF, LDLM_PAGE_SIZE, type Extent } from '../ldlm/extent.js';
+import { InodeBit } from '../ldlm/inodebits.js';
+import { LockMode } from '../ldlm/modes.js';
+import { LockIntent, objectResource } from '../ldlm/protocol.js';
+
+/** What the client caches under its MDT lock on an inode (mdt-target.ts CLIENT_CACHE_BITS). */
+export const MD_CACHE_BITS = InodeBit.LOOKUP | InodeBit.UPDATE | InodeBit.PERM | InodeBit.XATTR | InodeBit.LAYOUT;
+
+/** Where cached state lives outside the client core: the kernel, through FUSE notifications. */
+export interface CacheInvalidator {
+  /** drop cached attributes; must not wait on page locks (it is awaited before a cancel) */
+  attrs(fid: Fid): Promise<void>;
+  /** drop cached pages (and attributes); fired, not awaited: the kernel may hold page locks for us */
+  data(fid: Fid): void;
+  /** drop cached names that lead to fid; fired, not awaited: the kernel may hold the directory lock */
+  names(fid: Fid): void;
+}
+
+/** Locks held for one operation; release() them all when done. */
+export class HeldLocks {
+  constructor(private readonly entries: Array<{ ns: LdlmClientNamespace; lock: ClientLock }>) {}
+
+  get locks(): ClientLock[] {
+    return this.entries.map((e) => e.lock);
+  }
+
+  /** True while every lock is still granted and not being called back. */
+  get valid(): boolean {
+    return this.entries.every((e) => e.ns.isValid(e.lock));
+  }
+
+  release(): void {
+    for (const e of this.entries.splice(0)) e.ns.release(e.lock);
+  }
+}
+
+export class ClientDlm {
+  readonly router: LdlmCallbackRouter;
+  mdc: LdlmClientNamespace | undefined;
+  private readonly oscs = new Map<number, LdlmClientNamespace>();
+  /** lock resource (per namespace) -> the file it belongs to */
+  private readonly owners = new Map<string, Fid>();
+  invalidator: CacheInvalidator | undefined;
+
+  constructor(rpc: RpcClient, private readonly instance: string, private readonly log: Logger) {
+    this.router = new LdlmCallbackRouter(rpc);
+  }
+
+  addMdc(target: string, imp: Import): LdlmClientNamespace {
+    const ns = new LdlmClientNamespace(`${target}-mdc-${this.instance}`, imp, { revoke: (l, why) => this.revokeMetadata(l, why) }, this.log);
+    this.router.add(target, ns);
+    this.mdc = ns;
+    return ns;
+  }
+
+  addOsc(index: number, target: string, imp: Import): LdlmClientNamespace {
+    const ns = new LdlmClientNamespace(`${target}-osc-${this.instance}`, imp, { revoke: (l, why) => this.revokeData(index, l, why) }, this.log);
+    this.router.add(target, ns);
+    this.oscs.set(index, ns);
+    return ns;
+  }
+
+  namespaces(): LdlmClientNamespace[] {
+    return this.router.all();
+  }
+
+  osc(index: number): LdlmClientNamespace {
+    const ns = this.oscs.get(index);
+    if (!ns) throw new Error(`no lock namespace for OST index ${index}`);
+    return ns;
+  }
+
+  rememberMetadata(fid: Fid): string {
+    const res = fidKey(fid);
+    this.owners.set(`md/${res}`, fid);
+    return res;
+  }
+
+  /**
+   * Extent locks of `mode` over the object ranges that [offset, offset+length) maps to,
+   * taken in stripe order so two clients never wait on each other in a cycle.
+   * `whole` takes [0, EOF] on every object (O_APPEND, truncate).
+   */
+  async lockRange(fid: Fid, layout: Raid0Layout, mode: LockMode, offset: number, length: number, whole = false): Promise<HeldLocks> {
+    const wanted: Array<{ stripe: number; extent: Extent }> = whole
+      ? layout.objects.map((_, stripe) => ({ stripe, extent: { start: 0, end: EXTENT_EOF } }))
+      : mapExtent(offset, Math.max(1, length), layout.stripeSize, layout.objects.length).map((e) => ({
+          stripe: e.stripe,
+          extent: { start: alignDown(e.objStart), end: Math.min(EXTENT_EOF, alignUp(e.objEnd) - 1) },
+        }));
+    const held: Array<{ ns: LdlmClientNamespace; lock: ClientLock }> = [];
+    try {
+      for (const w of wanted) {
+        const obj = layout.objects[w.stripe]!;
+        const ns = this.osc(obj.ostIdx);
+        const res = this.rememberObject(obj.ostIdx, obj.seq, obj.oid, fid);
+        held.push({ ns, lock: await ns.lock(res, 'extent', mode, { extent: w.extent }) });
+      }
+    } catch (e) {
+      for (const h of held) h.ns.release(h.lock);
+      throw e;
+    }
+    return new HeldLocks(held);
+  }
+
+  /**
+   * Object attributes for stat: under a cached lock covering the object, or from a glimpse
+   * enqueue, which is granted a PR [0, EOF] lock when nothing conflicts and otherwise
+   * returns the attributes merged with what the writer knows, without a lock (§3.3).
+   */
+  async glimpseObject(fid: Fid, ostIdx: number, seq: number, oid: number, getattr: () => Promise<ObjAttr>): Promise<{ attr: ObjAttr; lock?: { ns: LdlmClientNamespace; lock: ClientLock } }> {
+    const ns = this.osc(ostIdx);
+    const res = this.rememberObject(ostIdx, seq, oid, fid);
+    const whole = { start: 0, end: EXTENT_EOF };
+    const held = ns.match(res, LockMode.PR, { extent: whole });
+    if (held) {
+      try {
+        return { attr: await getattr(), lock: { ns, lock: held } };
+      } catch (e) {
+        ns.release(held);
+        throw e;
+      }
+    }
+    const { lock, reply } = await ns.enqueue(res, 'extent', LockMode.PR, { extent: whole }, { intent: LockIntent.GLIMPSE });
+    const attr = reply.lvb ?? (await getattr());
+    return { attr, lock: lock ? { ns, lock } : undefined };
+  }
+
+  private rememberObject(ostIdx: number, seq: number, oid: number, fid: Fid): string {
+    const res = objectResource(seq, oid);
+    this.owners.set(`${ostIdx}/${res}`, fid);
+    return res;
+  }
+
+  private async revokeMetadata(lock: ClientLock, why: RevokeReason): Promise<void> {
+    const key = `md/${lock.res}`;
+    const fid = this.owners.get(key);
+    if (this.mdc && this.mdc.locksOn(lock.res).length === 0) this.owners.delete(key);
+    if (!fid || why === 'unmount' || !this.invalidator) return;
+    this.invalidator.names(fid);
+    await this.invalidator.attrs(fid);
+  }
+
+  private async revokeData(ostIdx: number, lock: ClientLock, why: RevokeReason): Promise<void> {
+    const key = `${ostIdx}/${lock.res}`;
+    const fid = this.owners.get(key);
+    if (this.oscs.get(ostIdx)?.locksOn(lock.res).length === 0) this.owners.delete(key);
+    if (!fid || why === 'unmount' || !this.invalidator) return;
+    this.invalidator.data(fid);
+    await this.invalidator.attrs(fid);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.namespaces().map((ns) => ns.close()));
+  }
+}
+
+function alignDown(n: number): number {
+  return n - (n % LDLM_PAGE_SIZE);
+}
+
+function alignUp(n: number): number {
+  const r = n % LDLM_PAGE_SIZE;
+  return r === 0 ? n : n + (LDLM_PAGE_SIZE - r);
+}
