@@ -3,15 +3,13 @@
  * processes): what mount A writes, mount B reads at once, with no pause in
  * between, whether B opens the file afresh or holds it open.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { appendFile, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { TestCluster } from './helpers/cluster.js';
-import { TestMount, sh } from './helpers/mount.js';
+import { shOk } from './helpers/shell.js';
+import { mountSkip, twoMounts } from './helpers/two-mounts.js';
 
-const skip = process.getuid?.() !== 0 ? 'mount tests need root' : !existsSync('/dev/fuse') ? 'no /dev/fuse' : false;
 const TEST_TIMEOUT = 120_000;
 
 /** Deterministic bytes: each iteration's contents differ from every other's. */
@@ -32,30 +30,11 @@ function diff(expected: Buffer, got: Buffer): string {
   return 'identical';
 }
 
-async function ok(cmd: string): Promise<string> {
-  const r = await sh(cmd, { timeoutMs: 60_000 });
-  assert.equal(r.code, 0, `${cmd}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout.trim();
-}
-
-describe('two mounts: file data', { skip }, () => {
-  let cluster: TestCluster;
-  let a: TestMount;
-  let b: TestMount;
-
-  before(async () => {
-    cluster = await TestCluster.start({ osts: 3 });
-    a = await TestMount.start(cluster);
-    b = await TestMount.start(cluster);
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await b?.stop();
-    await a?.stop();
-    await cluster?.stop();
-  }, { timeout: 300_000 });
+describe('two mounts: file data', { skip: mountSkip }, () => {
+  const mounts = twoMounts({ osts: 3 });
 
   test('what A writes, B reads at once: 20 rewrites that grow and shrink the file', { timeout: TEST_TIMEOUT }, async () => {
+    const { a, b } = mounts;
     // Growing, shrinking, and same-size rewrites (where only the bytes change), across 1 MiB boundaries.
     const sizes = [5, 4096, 100_000, 1_500_000, 3, 0, 65_536, 70_001, 2_000_000, 4095, 12, 300_000, 300_000, 1, 1_048_576, 1_048_577, 64, 200_000, 8191, 50];
     await writeFile(a.path('rewritten'), 'seed');
@@ -69,6 +48,7 @@ describe('two mounts: file data', { skip }, () => {
   });
 
   test('B holds the file open: pread on the same fd sees A\'s overwrite, fstat sees A\'s append', { timeout: TEST_TIMEOUT }, async () => {
+    const { a, b } = mounts;
     const initial = pattern(256 * 1024, 1000);
     await writeFile(a.path('held'), initial);
     const fd = await open(b.path('held'), 'r');
@@ -108,12 +88,13 @@ describe('two mounts: file data', { skip }, () => {
   });
 
   test('truncate on A is B\'s size at once; mtime and ctime agree to the nanosecond after a write and a touch -d', { timeout: TEST_TIMEOUT }, async () => {
+    const { a, b } = mounts;
     await writeFile(a.path('sized'), pattern(1 << 20, 2000));
     assert.equal((await stat(b.path('sized'))).size, 1 << 20, 'B sees the first size');
 
-    await ok(`truncate -s 12345 ${a.path('sized')}`);
+    await shOk(`truncate -s 12345 ${a.path('sized')}`);
     assert.equal((await stat(b.path('sized'))).size, 12345, 'B sees the shrink by truncate on A');
-    await ok(`truncate -s 3000000 ${a.path('sized')}`);
+    await shOk(`truncate -s 3000000 ${a.path('sized')}`);
     assert.equal((await stat(b.path('sized'))).size, 3_000_000, 'B sees the growth by truncate on A');
     const grown = await readFile(b.path('sized'));
     assert.ok(grown.subarray(0, 12345).equals(pattern(1 << 20, 2000).subarray(0, 12345)), 'the kept bytes survive');
@@ -130,8 +111,8 @@ describe('two mounts: file data', { skip }, () => {
     assert.deepEqual(await times(b.path('sized')), onA, `after a write on A, B's size/mtime/ctime equal A's (B had ${JSON.stringify(earlier, (_, v) => (typeof v === 'bigint' ? String(v) : v))})`);
 
     const when = '2001-02-03 04:05:06.123456789';
-    const expectedNs = BigInt(await ok(`date -d '${when}' +%s%N`));
-    await ok(`touch -m -d '${when}' ${a.path('sized')}`);
+    const expectedNs = BigInt(await shOk(`date -d '${when}' +%s%N`));
+    await shOk(`touch -m -d '${when}' ${a.path('sized')}`);
     const touchedA = await times(a.path('sized'));
     assert.equal(touchedA.mtimeNs, expectedNs, 'A shows the mtime it set');
     assert.deepEqual(await times(b.path('sized')), touchedA, 'after touch -d on A, B\'s size/mtime/ctime equal A\'s');

@@ -6,46 +6,31 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestCluster } from './helpers/cluster.js';
-import { TestMount, sh, type ToolResult } from './helpers/mount.js';
+import { sh, type ToolResult } from './helpers/mount.js';
+import { mountSkip, twoMounts } from './helpers/two-mounts.js';
 
-const skip = process.getuid?.() !== 0 ? 'mount tests need root' : !existsSync('/dev/fuse') ? 'no /dev/fuse' : false;
 const LDLM_TIMEOUT_S = 3;
 const EIO_RETRIES = 20;
 
-function resume(m: TestMount | undefined): void {
-  const p = m?.proc;
-  if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGCONT');
-}
-
-describe('two mounts: eviction of a client that does not answer callbacks', { skip }, () => {
-  let cluster: TestCluster;
-  let a: TestMount;
-  let b: TestMount;
+describe('two mounts: eviction of a client that does not answer callbacks', { skip: mountSkip }, () => {
+  // The teardown wakes B should a failure leave it stopped.
+  const mounts = twoMounts({ osts: 3, ldlmTimeout: LDLM_TIMEOUT_S });
   let scratch: string;
 
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'stria-coh-evict-'));
-    cluster = await TestCluster.start({ osts: 3, ldlmTimeout: LDLM_TIMEOUT_S });
-    a = await TestMount.start(cluster);
-    b = await TestMount.start(cluster);
-  }, { timeout: 120_000 });
+  });
 
   after(async () => {
-    // A stopped mount process can neither unmount nor be waited for: wake it first.
-    resume(b);
-    await b?.stop();
-    await a?.stop();
-    await cluster?.stop();
     if (scratch) await rm(scratch, { recursive: true, force: true });
-  }, { timeout: 300_000 });
+  });
 
   test(`B frozen with a cached read lock: A's write completes after B's eviction (ldlm timeout ${LDLM_TIMEOUT_S} s); B then reads A's data and works on`, { timeout: 180_000 }, async () => {
+    const { cluster, a, b } = mounts;
     const oldData = randomBytes(300_000);
     const newData = randomBytes(400_000);
     const newSrc = join(scratch, 'new');

@@ -4,15 +4,14 @@
  * mount B; deadlocks that span both mounts are refused with EDEADLK; and
  * SQLite, which relies on all of this, stays consistent across the mounts.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { TestCluster } from './helpers/cluster.js';
-import { TestMount, sh } from './helpers/mount.js';
+import { LineChild } from './helpers/child-process.js';
+import { sh } from './helpers/mount.js';
+import { shOk } from './helpers/shell.js';
+import { mountSkip, twoMounts } from './helpers/two-mounts.js';
 
-const skip = process.getuid?.() !== 0 ? 'mount tests need root' : !existsSync('/dev/fuse') ? 'no /dev/fuse' : false;
 const TEST_TIMEOUT = 120_000;
 const STEP_MS = 30_000;
 
@@ -67,62 +66,8 @@ const SYSCALL_NR: Partial<Record<string, { fcntl: number; flock: number }>> = {
   arm64: { fcntl: 25, flock: 32 },
 };
 
-/** A child process whose stdout lines are read one at a time. */
-class Child {
-  readonly lines: string[] = [];
-  readonly exited: Promise<number | null>;
-  private readonly proc: ChildProcess;
-  private read = 0;
-  private stderr = '';
-
-  constructor(argv: string[], readonly label: string) {
-    this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    let buf = '';
-    this.proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        this.lines.push(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-      }
-    });
-    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code) => resolve(code)));
-  }
-
-  get pid(): number {
-    return this.proc.pid!;
-  }
-
-  /** The next line not yet taken, waiting for it at most timeoutMs. */
-  async next(timeoutMs = STEP_MS): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.read >= this.lines.length) {
-      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`${this.label} exited (${this.proc.exitCode ?? this.proc.signalCode}) without answering: ${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`${this.label} did not answer within ${timeoutMs} ms (said: ${this.lines.join(' | ')}) ${this.stderr}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return this.lines[this.read++]!;
-  }
-
-  /** True when a line has arrived that next() has not taken yet. */
-  get hasUnread(): boolean {
-    return this.read < this.lines.length;
-  }
-
-  send(line: string): void {
-    this.proc.stdin!.write(`${line}\n`);
-  }
-
-  async ask(line: string): Promise<string> {
-    this.send(line);
-    return this.next();
-  }
-
-  kill(): void {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
-  }
-
+/** A lock owner process, which can also be watched blocking inside a lock syscall. */
+class LockOwner extends LineChild {
   /**
    * Waits until the process sleeps inside the given syscall, seen twice in a row, so the
    * request is past the kernel and out to the filesystem. Fails if it answers instead.
@@ -143,37 +88,17 @@ class Child {
   }
 }
 
-function agent(path: string, label: string): Child {
-  return new Child(['python3', '-c', AGENT, path], label);
+function agent(path: string, label: string): LockOwner {
+  return new LockOwner(['python3', '-c', AGENT, path], label);
 }
 
-async function ok(cmd: string, timeoutMs = 60_000): Promise<string> {
-  const r = await sh(cmd, { timeoutMs });
-  assert.equal(r.code, 0, `${cmd}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout.trim();
-}
-
-describe('two mounts: file locks', { skip }, () => {
-  let cluster: TestCluster;
-  let a: TestMount;
-  let b: TestMount;
-  const children: Child[] = [];
-
-  before(async () => {
-    cluster = await TestCluster.start({ osts: 3 });
-    a = await TestMount.start(cluster);
-    b = await TestMount.start(cluster);
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    for (const c of children) c.kill();
-    await b?.stop();
-    await a?.stop();
-    await cluster?.stop();
-  }, { timeout: 300_000 });
+describe('two mounts: file locks', { skip: mountSkip }, () => {
+  const children: LockOwner[] = [];
+  // Killed before the mounts stop, so that no open file keeps them busy.
+  const mounts = twoMounts({ osts: 3, beforeStop: () => children.forEach((c) => c.kill()) });
 
   /** Starts a lock agent on a mount's path and waits until it has the file open. */
-  async function owner(path: string, label: string): Promise<Child> {
+  async function owner(path: string, label: string): Promise<LockOwner> {
     const c = agent(path, label);
     children.push(c);
     assert.equal(await c.next(), 'ready', `${label} opened ${path}`);
@@ -181,6 +106,7 @@ describe('two mounts: file locks', { skip }, () => {
   }
 
   test('fcntl: A\'s write lock blocks F_SETLKW on B until released; F_GETLK on B reports it; F_SETLK on B fails', { timeout: TEST_TIMEOUT }, async () => {
+    const { a, b } = mounts;
     await writeFile(a.path('posix'), Buffer.alloc(4096));
     const holder = await owner(a.path('posix'), 'holder on A');
     const waiter = await owner(b.path('posix'), 'waiter on B');
@@ -216,8 +142,9 @@ describe('two mounts: file locks', { skip }, () => {
   });
 
   test('BSD flock: flock -x held on A makes flock -n on B fail, and a blocking flock on B wait, until released', { timeout: TEST_TIMEOUT }, async () => {
+    const { a, b } = mounts;
     await writeFile(a.path('bsd'), 'x');
-    const held = new Child(['flock', '-x', a.path('bsd'), '-c', 'echo held; read line; echo released'], 'flock -x on A');
+    const held = new LockOwner(['flock', '-x', a.path('bsd'), '-c', 'echo held; read line; echo released'], 'flock -x on A');
     children.push(held);
     assert.equal(await held.next(), 'held');
 
@@ -226,7 +153,7 @@ describe('two mounts: file locks', { skip }, () => {
     const tryShared = await sh(`flock -n -s ${b.path('bsd')} true`);
     assert.equal(tryShared.code, 1, `flock -n -s on B while A holds it exclusively: exit ${tryShared.code}`);
 
-    const blocked = new Child(['flock', '-x', b.path('bsd'), '-c', 'echo got'], 'flock -x on B');
+    const blocked = new LockOwner(['flock', '-x', b.path('bsd'), '-c', 'echo got'], 'flock -x on B');
     children.push(blocked);
     await blocked.blockedIn('flock', 'a blocking flock -x on B while A holds it');
 
@@ -240,6 +167,7 @@ describe('two mounts: file locks', { skip }, () => {
   });
 
   test('fcntl deadlock across mounts: P2 on B asking for what P1 on A holds, while P1 waits for P2, gets EDEADLK', { timeout: TEST_TIMEOUT }, async () => {
+    const { a, b } = mounts;
     await writeFile(a.path('deadlock'), Buffer.alloc(16));
     const p1 = await owner(a.path('deadlock'), 'P1 on A');
     const p2 = await owner(b.path('deadlock'), 'P2 on B');
@@ -261,9 +189,10 @@ describe('two mounts: file locks', { skip }, () => {
   });
 
   test('SQLite in rollback-journal mode: B sees each of A\'s commits at once, is locked out by A\'s EXCLUSIVE transaction, and concurrent inserts from both mounts stay intact', { timeout: 240_000 }, async () => {
+    const { a, b } = mounts;
     const dbA = a.path('app.db');
     const dbB = b.path('app.db');
-    assert.equal(await ok(`sqlite3 -bail ${dbA} "PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT NOT NULL, v TEXT NOT NULL);"`), 'delete');
+    assert.equal(await shOk(`sqlite3 -bail ${dbA} "PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT NOT NULL, v TEXT NOT NULL);"`), 'delete');
     const query = `SELECT count(*) || ' ' || coalesce(sum(id * 7 + length(v)), 0) FROM t;`;
     let rows = 0;
     let sum = 0;
@@ -277,13 +206,13 @@ describe('two mounts: file locks', { skip }, () => {
         sum += id * 7 + v.length;
         values.push(`(${id}, 'A', '${v}')`);
       }
-      await ok(`sqlite3 -bail ${dbA} "BEGIN; INSERT INTO t VALUES ${values.join(',')}; COMMIT;"`);
-      assert.equal(await ok(`sqlite3 -bail ${dbB} "${query}"`), `${rows} ${sum}`, `after A's transaction ${txn}, B reads exactly what A committed`);
+      await shOk(`sqlite3 -bail ${dbA} "BEGIN; INSERT INTO t VALUES ${values.join(',')}; COMMIT;"`);
+      assert.equal(await shOk(`sqlite3 -bail ${dbB} "${query}"`), `${rows} ${sum}`, `after A's transaction ${txn}, B reads exactly what A committed`);
     }
-    assert.equal(await ok(`sqlite3 -bail ${dbB} "PRAGMA integrity_check;"`), 'ok');
+    assert.equal(await shOk(`sqlite3 -bail ${dbB} "PRAGMA integrity_check;"`), 'ok');
 
     // SQLite's own locks (fcntl byte ranges) must hold across the mounts: A's EXCLUSIVE transaction shuts B out.
-    const holder = new Child(['sqlite3', dbA], 'sqlite3 on A');
+    const holder = new LockOwner(['sqlite3', dbA], 'sqlite3 on A');
     children.push(holder);
     holder.send('BEGIN EXCLUSIVE;');
     holder.send(`INSERT INTO t(who, v) VALUES ('A', 'uncommitted');`);
@@ -298,7 +227,7 @@ describe('two mounts: file locks', { skip }, () => {
     assert.equal(await holder.next(), 'released');
     holder.send('.quit');
     assert.equal(await holder.exited, 0);
-    assert.equal(await ok(`sqlite3 -bail ${dbB} "${query}"`), `${rows} ${sum}`, 'A\'s rolled-back insert left no trace on B');
+    assert.equal(await shOk(`sqlite3 -bail ${dbB} "${query}"`), `${rows} ${sum}`, 'A\'s rolled-back insert left no trace on B');
 
     const PER_WRITER = 200;
     const script = (who: string) => ['.timeout 20000', ...Array.from({ length: PER_WRITER }, (_, i) => `INSERT INTO t(who, v) VALUES ('${who}', '${who}-${i}-${'y'.repeat(i % 300)}');`)].join('\n');
@@ -311,9 +240,9 @@ describe('two mounts: file locks', { skip }, () => {
     assert.equal(ra.code, 0, `inserts through A: ${ra.stderr}`);
     assert.equal(rb.code, 0, `inserts through B: ${rb.stderr}`);
     for (const db of [dbA, dbB]) {
-      assert.equal(await ok(`sqlite3 -bail ${db} "PRAGMA integrity_check;"`), 'ok', `integrity_check through ${db === dbA ? 'A' : 'B'}`);
-      assert.equal(await ok(`sqlite3 -bail ${db} "SELECT count(*) FROM t;"`), String(rows + 2 * PER_WRITER), `row count through ${db === dbA ? 'A' : 'B'}`);
-      assert.equal(await ok(`sqlite3 -bail ${db} "SELECT who || count(*) FROM t WHERE id > ${rows} GROUP BY who ORDER BY who;"`), `A${PER_WRITER}\nB${PER_WRITER}`);
+      assert.equal(await shOk(`sqlite3 -bail ${db} "PRAGMA integrity_check;"`), 'ok', `integrity_check through ${db === dbA ? 'A' : 'B'}`);
+      assert.equal(await shOk(`sqlite3 -bail ${db} "SELECT count(*) FROM t;"`), String(rows + 2 * PER_WRITER), `row count through ${db === dbA ? 'A' : 'B'}`);
+      assert.equal(await shOk(`sqlite3 -bail ${db} "SELECT who || count(*) FROM t WHERE id > ${rows} GROUP BY who ORDER BY who;"`), `A${PER_WRITER}\nB${PER_WRITER}`);
     }
   });
 });

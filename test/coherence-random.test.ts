@@ -5,31 +5,18 @@
  * in-memory model at once, whichever mount made the last change.
  * STRIA_TEST_SEED=<n> repeats a run.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { constants, existsSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, truncate, unlink } from 'node:fs/promises';
-import { TestCluster } from './helpers/cluster.js';
-import { TestMount } from './helpers/mount.js';
+import { mulberry32 } from './helpers/prng.js';
+import { mountSkip, twoMounts } from './helpers/two-mounts.js';
 
-const skip = process.getuid?.() !== 0 ? 'mount tests need root' : !existsSync('/dev/fuse') ? 'no /dev/fuse' : false;
 const OPS = 2500;
 const NAMES = Array.from({ length: 8 }, (_, i) => `f${i}`);
 const DIR = 'walk';
 /** offsets stay below this, so files stay small enough for 2,500 operations in about a minute */
 const MAX_OFFSET = 384 * 1024;
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Outcome = { ok: true; value?: unknown } | { ok: false; code: string };
 
@@ -62,27 +49,14 @@ function bufferDiff(expected: Buffer, got: Buffer): string {
   return first < 0 ? `${sizes}; the common prefix is identical` : `${sizes}; first difference at offset ${first}`;
 }
 
-describe('two mounts: a random walk checked against a model', { skip }, () => {
-  let cluster: TestCluster;
-  let a: TestMount;
-  let b: TestMount;
-
-  before(async () => {
-    cluster = await TestCluster.start({ osts: 3 });
-    a = await TestMount.start(cluster);
-    b = await TestMount.start(cluster);
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await b?.stop();
-    await a?.stop();
-    await cluster?.stop();
-  }, { timeout: 300_000 });
+describe('two mounts: a random walk checked against a model', { skip: mountSkip }, () => {
+  const mounts = twoMounts({ osts: 3 });
 
   test(`${OPS} operations over ${NAMES.length} files, each on A or B at random: every read, stat and readdir matches the model`, { timeout: 240_000 }, async () => {
+    const { a, b } = mounts;
     const seed = Number(process.env.STRIA_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
     console.log(`random walk seed ${seed} (STRIA_TEST_SEED=${seed} repeats this run)`);
-    const rnd = prng(seed);
+    const rnd = mulberry32(seed);
     const int = (n: number) => Math.floor(rnd() * n);
     const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
     const bytes = (n: number): Buffer => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { StriaError } from '../src/common/errno.js';
 import { FLOCK_EOF, type FlockLock, type FlockRequest, FlockTable, FlockWaitGraph, type FlockType } from '../src/ldlm/flock.js';
+import { mulberry32 } from './helpers/prng.js';
 
 const lk = (owner: string, type: FlockType | 'unlock', start: number, end: number, pid = 100): FlockRequest => ({
   owner,
@@ -268,18 +269,6 @@ describe('FLOCK wait graph: EDEADLK', () => {
   });
 });
 
-/** mulberry32: a small seeded PRNG so failures replay. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('FLOCK table against a per-byte model', () => {
   test('2000 random operations by 3 owners over bytes 0..63 and a tail to EOF', () => {
     // Cells 0..63 are single bytes; cell 64 stands for [64, EOF], which every request
@@ -287,7 +276,7 @@ describe('FLOCK table against a per-byte model', () => {
     const CELLS = 65;
     const TAIL = 64;
     const OWNERS = ['o1', 'o2', 'o3'];
-    const rand = prng(0x5eed);
+    const rand = mulberry32(0x5eed);
     const pick = (n: number) => Math.floor(rand() * n);
     const table = new FlockTable();
     const model: Map<string, FlockType>[] = Array.from({ length: CELLS }, () => new Map());

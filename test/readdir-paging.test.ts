@@ -7,18 +7,7 @@ import { K, MAX_COOKIE, dentryPos, nameHash } from '../src/mds/keys.js';
 import type { Namespace } from '../src/mds/namespace.js';
 import type { MetadataStore } from '../src/mds/store/types.js';
 import { dir, file, withNamespace, type FidGen } from './helpers/namespace-fixture.js';
-
-/** Small deterministic PRNG so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from './helpers/prng.js';
 
 async function createMany(ns: Namespace, fids: FidGen, parent: Fid, names: string[], concurrency: number): Promise<void> {
   let next = 0;
@@ -37,7 +26,7 @@ test('a 100,000-entry directory lists every name exactly once, in pages of varyi
     const names = Array.from({ length: 100_000 }, (_, i) => `file-${i}`);
     await createMany(ns, fids, d.fid, names, 256);
 
-    const rand = prng(12345);
+    const rand = mulberry32(12345);
     const seen = new Map<string, number>();
     let cookie = 0;
     let lastCookie = 0;

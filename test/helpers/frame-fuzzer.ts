@@ -15,18 +15,10 @@ import { pack } from 'msgpackr';
 import { encodeFrame, FrameDecoder } from '../../src/lnet/frame.js';
 import { CONNECT_OPCODES, MsgType, Opc } from '../../src/ptlrpc/opcodes.js';
 import { FRAME_MAGIC, FRAME_PREFIX_BYTES, type MsgHeader } from '../../src/ptlrpc/types.js';
+import { mulberry32 } from './prng.js';
 
-/** Small seeded PRNG (mulberry32): uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The fuzzer's PRNG, for tests that want the same sequences (frame-codec imports it from here). */
+export { mulberry32 };
 
 export interface FuzzOptions {
   frames: number;

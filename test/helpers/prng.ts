@@ -1,0 +1,15 @@
+/**
+ * Seeded pseudo-random numbers for tests, so that a failing run replays from its seed.
+ */
+
+/** mulberry32: uniform in [0, 1), small, fast, and the same sequence for the same seed everywhere. */
+export function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
