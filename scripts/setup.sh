@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # libfuse3-dev + g++/make/python3: the native binding; fuse3: fusermount3;
 # libfuse2: the optional fuse-native fallback (before npm ci, or npm drops it);
 # fio, attr (setfattr/getfattr): the tests and benchmarks.
-# sqlite3, util-linux (flock): the cross-mount locking tests use them as users would.
-PACKAGES=(libfuse3-dev fuse3 libfuse2 pkg-config g++ make python3 fio attr sqlite3 util-linux)
+# sqlite3, util-linux (flock): the cross-mount locking tests use them as users would;
+# redis-server: the Redis metadata backend is tested against a real one; docker-compose: lints docker/.
+PACKAGES=(libfuse3-dev fuse3 libfuse2 pkg-config g++ make python3 fio attr sqlite3 util-linux redis-server docker-compose)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

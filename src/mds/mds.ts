@@ -82,7 +82,8 @@ export async function startMds(opts: MdsOptions, log: Logger): Promise<RunningMd
 
     const mgc = new MgsClient(rpc, opts.mgsNids);
     await mgc.connect();
-    let config = await mgc.register(opts.fsname, 'mdt', opts.index, uuid, [formatNid(nid)]);
+    let config = await mgc.register(opts.fsname, 'mdt', opts.index, uuid, [formatNid(nid)], rec?.fsUuid);
+    if (config.uuid && config.uuid !== rec?.fsUuid) await ns.setFsRecord({ name: opts.fsname, uuid, fsUuid: config.uuid });
     log.info({ target: name, nid: formatNid(nid), store: opts.storeDir, backend: store.kind }, 'MDT started');
 
     const lastUsed = await ns.lastObjectsUsed();

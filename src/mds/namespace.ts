@@ -97,8 +97,11 @@ export interface SetattrSpec {
 
 export interface FsRecord {
   name: string;
+  /** this MDT's target uuid */
   uuid: string;
   created: Timestamp;
+  /** the filesystem's UUID, learnt from the MGS at first registration */
+  fsUuid?: string;
 }
 
 interface StoredDentry {
@@ -768,7 +771,7 @@ export class Namespace {
     return this.store.get<FsRecord>(K.fs);
   }
 
-  async setFsRecord(r: { name: string; uuid: string }): Promise<void> {
+  async setFsRecord(r: { name: string; uuid: string; fsUuid?: string }): Promise<void> {
     if (!r || typeof r.name !== 'string' || !/^[A-Za-z0-9_-]{1,8}$/.test(r.name)) {
       throw err('EINVAL', `filesystem name must be 1-8 characters of [A-Za-z0-9_-]`, 'BAD_FSNAME');
     }
@@ -776,7 +779,8 @@ export class Namespace {
     const t = now();
     await this.store.transact(async (tx) => {
       const old = await tx.get<FsRecord>(K.fs);
-      tx.put(K.fs, { name: r.name, uuid: r.uuid, created: old?.created ?? t } satisfies FsRecord);
+      const fsUuid = r.fsUuid ?? old?.fsUuid;
+      tx.put(K.fs, { name: r.name, uuid: r.uuid, created: old?.created ?? t, ...(fsUuid ? { fsUuid } : {}) } satisfies FsRecord);
     });
   }
 

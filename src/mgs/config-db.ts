@@ -2,6 +2,7 @@
  * The MGS's persistent configuration: per filesystem, its targets (index, uuid,
  * NIDs) and pools. One JSON file, replaced atomically on every change.
  */
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { err } from '../common/errno.js';
@@ -48,7 +49,20 @@ export class MgsConfigDb {
 
   /** A target (re-)registers; an index is owned by the first uuid that claimed it. */
   async register(reg: TargetRegBody): Promise<FsConfig> {
+    const known = this.data.filesystems[reg.fsname];
+    if (known?.uuid && reg.fsUuid && known.uuid !== reg.fsUuid) {
+      throw err(
+        'EINVAL',
+        `${reg.fsname} ${reg.kind.toUpperCase()} index ${reg.index} was formatted for another filesystem named ${reg.fsname} (uuid ${reg.fsUuid}); this MGS knows ${reg.fsname} as ${known.uuid}`,
+        'WRONG_FILESYSTEM',
+      );
+    }
     const fs = (this.data.filesystems[reg.fsname] ??= { fsname: reg.fsname, generation: 0, mdts: [], osts: [], pools: {} });
+    if (!fs.uuid) {
+      fs.uuid = reg.fsUuid ?? randomUUID();
+      fs.generation++;
+      await this.save();
+    }
     const list = reg.kind === 'mdt' ? fs.mdts : fs.osts;
     const existing = list.find((t) => t.index === reg.index);
     if (existing && existing.uuid !== reg.uuid) {

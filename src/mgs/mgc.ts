@@ -23,8 +23,8 @@ export class MgsClient {
     await this.imp.connect();
   }
 
-  async register(fsname: string, kind: TargetKind, index: number, uuid: string, nids: string[]): Promise<FsConfig> {
-    const r = await this.imp.request(Opc.MGS_TARGET_REG, { fsname, kind, index, uuid, nids });
+  async register(fsname: string, kind: TargetKind, index: number, uuid: string, nids: string[], fsUuid?: string): Promise<FsConfig> {
+    const r = await this.imp.request(Opc.MGS_TARGET_REG, fsUuid ? { fsname, kind, index, uuid, nids, fsUuid } : { fsname, kind, index, uuid, nids });
     return r.body as FsConfig;
   }
 

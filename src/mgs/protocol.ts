@@ -13,6 +13,8 @@ export const TargetRegBody = z.object({
   index,
   uuid: z.string().min(1).max(64),
   nids: z.array(nid).min(1).max(16),
+  /** the filesystem UUID the target was formatted for, when it knows one */
+  fsUuid: z.string().min(1).max(64).optional(),
 });
 export type TargetRegBody = z.infer<typeof TargetRegBody>;
 
@@ -34,6 +36,8 @@ export interface TargetRecord {
 
 export interface FsConfig {
   fsname: string;
+  /** the filesystem's UUID: set when its first target registers; targets of another filesystem of the same name are refused */
+  uuid?: string;
   /** bumped on every change so clients can tell a stale copy */
   generation: number;
   mdts: TargetRecord[];

@@ -44,6 +44,8 @@ export class ObjectStore {
   readonly index: number;
   readonly fsname: string;
   readonly uuid: string;
+  /** the filesystem this OST belongs to, once known (see recordFsUuid) */
+  fsUuid: string | undefined;
   readonly dir: string;
   /** e.g. "testfs-OST0002" */
   readonly name: string;
@@ -78,6 +80,7 @@ export class ObjectStore {
       mkdirDurable(join(d, 'O'), d),
     );
     const store = new ObjectStore(abs, opts, t.marker.uuid, t.release);
+    store.fsUuid = t.marker.fsUuid;
     store.log.info({ target: store.name, dir: abs, formatted: t.formatted }, t.formatted ? 'OST formatted' : 'OST opened');
     return store;
   }

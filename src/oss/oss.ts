@@ -7,6 +7,7 @@ import { RpcClient } from '../ptlrpc/client.js';
 import { RpcServer } from '../ptlrpc/server.js';
 import { MgsClient } from '../mgs/mgc.js';
 import { ObjectStore } from './objstore.js';
+import { recordFsUuid } from './target-dir.js';
 import { createOstTarget } from './ost-target.js';
 import { serveParams } from '../ctl/daemon-control.js';
 import { registerOssParams } from '../ctl/oss-params.js';
@@ -57,7 +58,11 @@ export async function startOss(opts: OssOptions, log: Logger): Promise<RunningOs
     const mgc = new MgsClient(rpc, opts.mgsNids);
     await mgc.connect();
     for (const store of stores) {
-      await mgc.register(opts.fsname, 'ost', store.index, store.uuid, [formatNid(nid)]);
+      const cfg = await mgc.register(opts.fsname, 'ost', store.index, store.uuid, [formatNid(nid)], store.fsUuid);
+      if (cfg.uuid && !store.fsUuid) {
+        await recordFsUuid(store.dir, cfg.uuid);
+        store.fsUuid = cfg.uuid;
+      }
       log.info({ target: ostName(opts.fsname, store.index), nid: formatNid(nid), dir: store.dir }, 'OST started');
     }
     // The MGS connection is only needed to register.

@@ -19,6 +19,16 @@ export interface TargetMarker {
   uuid: string;
   kind: TargetKind;
   version: number;
+  /** the UUID of the filesystem this target belongs to, learnt from the MGS at first registration */
+  fsUuid?: string;
+}
+
+/** Records the filesystem UUID in a target's marker (first registration with the MGS). */
+export async function recordFsUuid(dir: string, fsUuid: string): Promise<void> {
+  const m = await readMarker(dir);
+  if (!m) throw err('ENOENT', `${dir} is not a formatted target`, 'BAD_TARGET_MARKER');
+  if (m.fsUuid === fsUuid) return;
+  await writeFileAtomic(join(dir, MARKER_FILE), JSON.stringify({ ...m, fsUuid }, null, 2) + '\n');
 }
 
 export interface TargetIdentity {
