@@ -18,6 +18,7 @@ import { mountStria } from '../fuse/mount.js';
 import { DEFAULT_MOUNT_OPTIONS, parseMountOptions, type FuseImpl, type MountOptions } from '../fuse/mount-options.js';
 import { toStriaError } from '../common/errno.js';
 import { validated } from './args.js';
+import { isStoreUrl } from '../mds/store/open.js';
 
 export const DEFAULT_MGS_PORT = 988;
 export const DEFAULT_MDS_PORT = 9881;
@@ -82,7 +83,7 @@ export function buildProgram(): Command {
     .description('run a metadata server (one MDT) in the foreground')
     .requiredOption('--fsname <name>', 'filesystem name (1-8 characters)', fsnameArg)
     .requiredOption('--mgs <nids>', 'MGS NID(s), comma-separated', nidListArg)
-    .requiredOption('--store <dir>', 'MDT metadata store directory (must exist)')
+    .requiredOption('--store <dir|url>', 'MDT metadata store: a directory (must exist) or redis://[user:pass@]host:port/db, rediss://..., redis+sentinel://host:port[,host:port]/master[/db]')
     .option('--index <n>', 'MDT index', indexArg, 0)
     .option('--listen <nid>', 'address to listen on', nidArg(DEFAULT_MDS_PORT), parseNid(`0.0.0.0:${DEFAULT_MDS_PORT}@tcp`))
     .option('--stripe-size <size>', 'filesystem default stripe size', stripeSizeArg, DEFAULT_STRIPE_SIZE)
@@ -93,7 +94,7 @@ export function buildProgram(): Command {
       await runDaemon('mds', log, () =>
         startMds(
           {
-            fsname: o.fsname, index: o.index, storeDir: resolve(o.store), mgsNids: o.mgs, listen: o.listen,
+            fsname: o.fsname, index: o.index, storeDir: isStoreUrl(o.store) ? o.store : resolve(o.store), mgsNids: o.mgs, listen: o.listen,
             fsDefault: { stripeSize: o.stripeSize, stripeCount: o.stripeCount }, ldlmTimeoutMs: o.ldlmTimeout * 1000,
           },
           log,
@@ -137,9 +138,11 @@ export function buildProgram(): Command {
     })))
     .option('--stripe-size <size>', 'filesystem default stripe size', stripeSizeArg, DEFAULT_STRIPE_SIZE)
     .option('--stripe-count <n>', 'filesystem default stripe count', stripeCountArg, DEFAULT_STRIPE_COUNT)
+    .option('--store <url>', 'keep the metadata in Redis (redis://host:port/db) instead of under --dir')
     .option('--mount <mountpoint>', 'also mount the filesystem here')
     .option('-o, --options <opts>', 'mount options (see stria mount --help)', mountOptsArg)
-    .action(async (o: { dir: string; fsname: string; osts: number; listen: string; mgsPort: number; stripeSize: number; stripeCount: number; mount?: string; options?: MountOptions }) => {
+    .action(async (o: { dir: string; fsname: string; osts: number; listen: string; mgsPort: number; stripeSize: number; stripeCount: number; mount?: string; options?: MountOptions; store?: string }) => {
+      if (o.store !== undefined && !isStoreUrl(o.store)) fail(`up: --store takes a redis://, rediss:// or redis+sentinel:// URL (the embedded store lives under --dir)`);
       const log = createLogger('up');
       await runDaemon('up', log, () =>
         startUp({ ...o, dir: resolve(o.dir), mount: o.mount ? resolve(o.mount) : undefined, mountOptions: o.options ?? DEFAULT_MOUNT_OPTIONS }, log, (s) => process.stderr.write(`${s}\n`)),

@@ -9,6 +9,7 @@ import { startOss } from '../oss/oss.js';
 import { ostName, mdtName } from '../common/targets.js';
 import { clearDeadMount, mountStria } from '../fuse/mount.js';
 import type { MountOptions } from '../fuse/mount-options.js';
+import { describeStore } from '../mds/store/open.js';
 
 export interface UpOptions {
   dir: string;
@@ -20,6 +21,8 @@ export interface UpOptions {
   stripeCount: number;
   mount?: string;
   mountOptions: MountOptions;
+  /** a Redis URL for the MDT's metadata instead of the embedded store under `dir` */
+  store?: string;
 }
 
 const READY_WAIT_MS = 30_000;
@@ -51,7 +54,7 @@ export async function startUp(o: UpOptions, log: Logger, print: (s: string) => v
     const oss = await startOss({ fsname: o.fsname, targets: dirs.osts.map((dir, index) => ({ index, dir })), mgsNids, listen: nid(o.mgsPort + 2) }, log);
     closers.push(oss);
     const mds = await startMds(
-      { fsname: o.fsname, index: 0, storeDir: dirs.mdt, mgsNids, listen: nid(o.mgsPort + 1), fsDefault: { stripeSize: o.stripeSize, stripeCount: o.stripeCount } },
+      { fsname: o.fsname, index: 0, storeDir: o.store ?? dirs.mdt, mgsNids, listen: nid(o.mgsPort + 1), fsDefault: { stripeSize: o.stripeSize, stripeCount: o.stripeCount } },
       log,
     );
     closers.push(mds);
@@ -60,7 +63,7 @@ export async function startUp(o: UpOptions, log: Logger, print: (s: string) => v
     const lines = [
       `Stria ${o.fsname} is up (data in ${o.dir})`,
       `  MGS                 ${formatNid(mgs.nid)}`,
-      `  ${mdtName(o.fsname, 0).padEnd(20)}${formatNid(mds.nid)}  ${dirs.mdt}`,
+      `  ${mdtName(o.fsname, 0).padEnd(20)}${formatNid(mds.nid)}  ${describeStore(o.store ?? dirs.mdt)}`,
     ];
     for (const [i, store] of oss.stores.entries()) {
       const s = await store.statfs();

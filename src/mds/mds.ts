@@ -4,7 +4,6 @@
  * every OST the MGS knows.
  */
 import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
 import type { Logger } from '../common/log.js';
 import { err, toStriaError } from '../common/errno.js';
 import { idifSeq } from '../common/fid.js';
@@ -17,7 +16,7 @@ import { RpcClient } from '../ptlrpc/client.js';
 import { RpcServer } from '../ptlrpc/server.js';
 import { MgsClient } from '../mgs/mgc.js';
 import type { FsConfig } from '../mgs/protocol.js';
-import { openLmdbStore } from './store/lmdb.js';
+import { describeStore, openMetadataStore } from './store/open.js';
 import type { MetadataStore } from './store/types.js';
 import { Namespace } from './namespace.js';
 import { ObjectAllocator } from './lod.js';
@@ -49,9 +48,7 @@ export interface RunningMds {
 }
 
 export async function startMds(opts: MdsOptions, log: Logger): Promise<RunningMds> {
-  const st = await stat(opts.storeDir).catch(() => undefined);
-  if (!st?.isDirectory()) throw err('ENOENT', `MDT store directory ${opts.storeDir} does not exist`, 'NO_TARGET_DIR');
-  const store: MetadataStore = await openLmdbStore(opts.storeDir);
+  const store: MetadataStore = await openMetadataStore(opts.storeDir, log);
   const cleanup: Array<() => Promise<void> | void> = [() => store.close()];
   const closeAll = async () => {
     for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => undefined);
@@ -60,7 +57,7 @@ export async function startMds(opts: MdsOptions, log: Logger): Promise<RunningMd
     const ns = new Namespace(store, { fsDefault: opts.fsDefault });
     const rec = await ns.fsRecord();
     if (rec && rec.name !== opts.fsname) {
-      throw err('EINVAL', `store ${opts.storeDir} holds filesystem ${rec.name}, not ${opts.fsname}`, 'FOREIGN_TARGET');
+      throw err('EINVAL', `store ${describeStore(opts.storeDir)} holds filesystem ${rec.name}, not ${opts.fsname}`, 'FOREIGN_TARGET');
     }
     const uuid = rec?.uuid ?? randomUUID();
     if (!rec) await ns.setFsRecord({ name: opts.fsname, uuid });
@@ -84,7 +81,7 @@ export async function startMds(opts: MdsOptions, log: Logger): Promise<RunningMd
     await mgc.connect();
     let config = await mgc.register(opts.fsname, 'mdt', opts.index, uuid, [formatNid(nid)], rec?.fsUuid);
     if (config.uuid && config.uuid !== rec?.fsUuid) await ns.setFsRecord({ name: opts.fsname, uuid, fsUuid: config.uuid });
-    log.info({ target: name, nid: formatNid(nid), store: opts.storeDir, backend: store.kind }, 'MDT started');
+    log.info({ target: name, nid: formatNid(nid), store: describeStore(opts.storeDir), backend: store.kind }, 'MDT started');
 
     const lastUsed = await ns.lastObjectsUsed();
     const pendingDestroy = new Map<number, OstObject[]>();

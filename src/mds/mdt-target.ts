@@ -18,6 +18,9 @@ import { InodeBit } from '../ldlm/inodebits.js';
 import { CancelRequest, EnqueueRequest } from '../ldlm/protocol.js';
 import type { Inode } from '../common/inode.js';
 import { FlockEnqueue, FlockRelease, FlockService } from './flock-service.js';
+import { isStoreUrl } from './store/open.js';
+
+const REDIS_FREE_INODES = 2 ** 32;
 import {
   EarlyCancels, CloseBody, FidBody, GetxattrBody, LookupBody, MdsConnectData, ReadpageBody, ReintBody, SetInfoBody, parseBody,
   type LayoutRequest, type MdsConnectReply, type MdtStatfs,
@@ -309,8 +312,12 @@ export class MdtTarget implements TargetService {
   }
 
   private async statfs(): Promise<MdtStatfs> {
-    const s = await statfs(this.opts.storeDir);
     const { inodes } = await this.ns.counts();
+    if (isStoreUrl(this.opts.storeDir)) {
+      // A Redis store has no block device to report; inodes are bounded by its memory only.
+      return { bsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: inodes + REDIS_FREE_INODES, ffree: REDIS_FREE_INODES };
+    }
+    const s = await statfs(this.opts.storeDir);
     return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: inodes + s.ffree, ffree: s.ffree };
   }
 }

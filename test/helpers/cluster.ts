@@ -55,6 +55,8 @@ interface Role {
 }
 
 export interface ClusterOptions {
+  /** the MDS's --store: a Redis URL instead of the embedded store in the cluster directory */
+  mdsStore?: string;
   osts?: number;
   fsname?: string;
   stripeSize?: string;
@@ -100,7 +102,7 @@ export class TestCluster {
         output: [],
       });
     }
-    const mdsArgs = ['mds', '--fsname', c.fsname, '--mgs', mgs, '--store', join(dir, 'mdt0'), '--listen', `127.0.0.1:${ports.mds}@tcp`];
+    const mdsArgs = ['mds', '--fsname', c.fsname, '--mgs', mgs, '--store', opts.mdsStore ?? join(dir, 'mdt0'), '--listen', `127.0.0.1:${ports.mds}@tcp`];
     if (opts.stripeSize) mdsArgs.push('--stripe-size', opts.stripeSize);
     if (opts.stripeCount) mdsArgs.push('--stripe-count', String(opts.stripeCount));
     mdsArgs.push(...ldlmArgs);
