@@ -76,7 +76,7 @@ export class MdtClient {
   }
 
   async cancelLocks(handles: number[]): Promise<void> {
-    await this.call(Opc.LDLM_CANCEL, { handles });
+    await this.imp.request(Opc.LDLM_CANCEL, { handles }, { urgent: true });
   }
 
   async create(parent: Fid, name: string, spec: CreateSpec, cancels?: number[]): Promise<{ inode: Inode; handle?: number }> {

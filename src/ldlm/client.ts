@@ -463,7 +463,7 @@ export class LdlmClientNamespace {
     if (valid.length === 0) return;
     this.stats.cancels += valid.length;
     try {
-      await this.imp.request(Opc.LDLM_CANCEL, { handles: valid });
+      await this.imp.request(Opc.LDLM_CANCEL, { handles: valid }, { urgent: true });
     } catch (e) {
       // An evicted or closed import has lost the locks anyway.
       const se = e instanceof StriaError ? e : toStriaError(e);

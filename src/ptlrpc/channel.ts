@@ -129,8 +129,9 @@ export class RpcChannel {
       cb(undefined, { header, bulk });
       return;
     }
-    // Pings are answered at once: they must work even when every credit is taken.
-    if (header.opc === Opc.OBD_PING) {
+    // Pings and lock cancels are served at once: they must work when every credit is taken,
+    // and requests holding the credits may be waiting for exactly these cancels.
+    if (header.opc === Opc.OBD_PING || header.opc === Opc.LDLM_CANCEL) {
       this.run({ header, bulk }, false);
     } else if (this.active < this.credits && this.backlog.length === 0) {
       this.run({ header, bulk }, true);
@@ -169,15 +170,13 @@ export class RpcChannel {
   }
 
   /**
-   * Pause reading while every credit is taken. Exception: while we wait for replies from
-   * this peer, keep reading (with a bounded backlog) so a handler awaiting a callback reply
-   * on the same connection cannot deadlock.
+   * Pause reading once the backlog holds 4 × credits requests, not as soon as every credit
+   * is taken: handlers may be waiting for a lock cancel or a callback reply that is queued
+   * behind them on this very connection, and must be able to read it.
    */
   private updateReading(): void {
     if (this.closed) return;
-    const saturated = this.active >= this.credits || this.backlog.length > 0;
-    const awaitingPeer = this.pending.size > 0 && this.backlog.length < this.credits * 4;
-    if (saturated && !awaitingPeer) this.conn.pauseReading();
+    if (this.backlog.length >= this.credits * 4) this.conn.pauseReading();
     else this.conn.resumeReading();
   }
 

@@ -281,7 +281,11 @@ export class Import extends EventEmitter {
       };
       this.queue.push(req);
       this.notify('rpc-queued', req.info);
-      if (this._state === 'FULL') {
+      if (this._state === 'FULL' && opts.urgent && this.channel?.isOpen) {
+        // Lock cancels go at once: the requests holding every credit may be waiting for them.
+        this.queue = this.queue.filter((r) => r !== req);
+        this.transmit(req, this.channel);
+      } else if (this._state === 'FULL') {
         this.pump();
       } else {
         this.armWait(req);

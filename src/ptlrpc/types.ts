@@ -45,6 +45,11 @@ export interface RequestOptions {
   uid?: number;
   gid?: number;
   jobid?: string;
+  /**
+   * send at once even when every credit is taken (LDLM_CANCEL: the requests holding the
+   * credits may be waiting on the server for exactly this cancel)
+   */
+  urgent?: boolean;
 }
 
 export interface ReplyMessage {
