@@ -69,7 +69,7 @@ try {
       rows.push(['stria, Redis (appendfsync always)', await stria(cluster)]);
     } finally {
       await cluster.stop();
-      await redis.kill();
+      await redis.stop();
     }
   } else {
     console.log('redis-server not installed: the Redis row is skipped');

@@ -25,7 +25,7 @@ describe('a cluster on Redis', { skip: findRedisServer() ? false : REDIS_MISSING
 
   after(async () => {
     await cluster?.stop();
-    await redis?.kill();
+    await redis?.stop();
   });
 
   async function names(c: StriaClient, dir: Parameters<StriaClient['listDir']>[0]): Promise<string[]> {

@@ -57,6 +57,15 @@ export interface RedisServerOptions {
   args?: string[];
 }
 
+/**
+ * Servers not stopped yet. A test or bench that ends with kill() (or not at
+ * all) still leaves no redis-server running and no data directory behind.
+ */
+const live = new Set<RedisServer>();
+process.once('exit', () => {
+  for (const server of live) server.abandon();
+});
+
 export class RedisServer {
   private proc: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
@@ -113,6 +122,7 @@ export class RedisServer {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stria-redis-'));
       const port = await freeLowPort();
       const server = new RedisServer(bin, port, dir, argv(port, dir));
+      live.add(server);
       try {
         await server.launch();
         return server;
@@ -132,7 +142,10 @@ export class RedisServer {
     return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
   }
 
-  /** SIGKILL: no shutdown, no final save; what the AOF holds is what survives. */
+  /**
+   * SIGKILL: no shutdown, no final save; what the AOF holds is what survives.
+   * The data directory stays for restart(); stop() (or process exit) removes it.
+   */
   async kill(): Promise<void> {
     if (this.running) this.proc!.kill('SIGKILL');
     await this.exited;
@@ -152,6 +165,13 @@ export class RedisServer {
       if (!stopped) await this.kill();
     }
     await this.exited;
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
+
+  /** At process exit (synchronous): kill the server if it still runs, remove its directory. */
+  abandon(): void {
+    if (this.running) this.proc!.kill('SIGKILL');
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 

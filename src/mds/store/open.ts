@@ -6,10 +6,10 @@ import { stat } from 'node:fs/promises';
 import { err } from '../../common/errno.js';
 import type { Logger } from '../../common/log.js';
 import { openLmdbStore } from './lmdb.js';
-import { openRedisStore } from './redis.js';
+import { openRedisStore, parseRedisUrl } from './redis.js';
 import type { MetadataStore } from './types.js';
 
-const REDIS_URL = /^(redis|rediss|redis\+sentinel):\/\//i;
+const REDIS_URL = /^(redis|rediss|redis\+sentinel|rediss\+sentinel):\/\//i;
 
 export function isStoreUrl(spec: string): boolean {
   return REDIS_URL.test(spec);
@@ -26,9 +26,7 @@ export async function openMetadataStore(spec: string, log: Logger): Promise<Meta
 export function describeStore(spec: string): string {
   if (!isStoreUrl(spec)) return spec;
   try {
-    const u = new URL(spec);
-    if (u.password) u.password = '***';
-    return u.toString();
+    return parseRedisUrl(spec).display;
   } catch {
     return spec.replace(/\/\/[^@/]*@/, '//***@');
   }

@@ -21,7 +21,8 @@
  * escalated: after a few optimistic attempts a transaction runs alone among
  * this store's transactions, so under local contention every transaction
  * finishes; only other Redis clients writing the same keys can still make it
- * retry, and after maxAttempts it fails with EAGAIN.
+ * retry, and after maxAttempts it fails with EAGAIN. A transaction function
+ * must not call transact() itself: it would wait for the pool it holds.
  *
  * A lost connection never lets a transaction commit on WATCHes the server
  * forgot: the offline queue and command resending are off, and EXEC is sent
@@ -183,7 +184,7 @@ function redact(url: string): string {
 }
 
 function where(target: RedisTarget): string {
-  const hosts = target.hosts.map((h) => `${h.host}:${h.port}`).join(',');
+  const hosts = target.hosts.map((h) => `${h.host.includes(':') ? `[${h.host}]` : h.host}:${h.port}`).join(',');
   return target.mode === 'sentinel' ? `Sentinel ${hosts} (master "${target.masterName}")` : hosts;
 }
 
@@ -205,6 +206,7 @@ class Link {
   epoch = 0;
   lastError: Error | undefined;
   private reconnect = false;
+  private reconnected: Promise<void> | undefined;
 
   constructor(
     readonly target: RedisTarget,
@@ -286,18 +288,17 @@ class Link {
   async ready(ms: number): Promise<void> {
     if (this.redis.status === 'ready') return;
     if (this.redis.status === 'end' || this.redis.status === 'wait') this.redis.connect().catch(() => undefined);
-    await new Promise<void>((resolve, reject) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.redis.off('ready', done);
+    // one listener however many operations wait
+    this.reconnected ??= new Promise<void>((resolve) =>
+      this.redis.once('ready', () => {
+        this.reconnected = undefined;
         resolve();
-      };
-      const timer = setTimeout(() => {
-        this.redis.off('ready', done);
-        const cause = this.lastError ? `: ${this.lastError.message}` : '';
-        reject(err('EIO', `Redis at ${where(this.target)} has been unreachable for ${ms} ms${cause}`, 'STORE_UNAVAILABLE'));
-      }, ms);
-      this.redis.on('ready', done);
+      }),
+    );
+    await withTimeout(this.reconnected, ms).catch((e: unknown) => {
+      if (e !== TIMEOUT) throw e;
+      const cause = this.lastError ? `: ${this.lastError.message}` : '';
+      throw err('EIO', `Redis at ${where(this.target)} has been unreachable for ${ms} ms${cause}`, 'STORE_UNAVAILABLE');
     });
   }
 
@@ -576,7 +577,7 @@ class Gate {
 }
 
 /** Optimistic attempts before a transaction runs alone among this store's transactions. */
-const SHARED_ATTEMPTS = 3;
+const SHARED_ATTEMPTS = 2;
 
 type Attempt<T> = { committed: true; value: T } | { committed: false; why: string };
 
@@ -694,8 +695,9 @@ class RedisStore implements MetadataStore {
       }
       if (outcome.committed) return outcome.value;
       why = outcome.why;
-      // jitter, so competing clients do not retry in lockstep
-      await sleep(Math.random() * Math.min(2 ** attempt, 100));
+      // running alone, it lost to another client: back off with jitter so
+      // the two do not retry in lockstep (a local loser just runs alone next)
+      if (alone) await sleep(Math.random() * Math.min(2 ** (attempt - SHARED_ATTEMPTS), 100));
     }
     throw err(
       'EAGAIN',
