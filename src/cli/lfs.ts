@@ -22,6 +22,10 @@ import { GETSTRIPE_USAGE, getstripe, parseGetstripe } from './lfs-getstripe.js';
 import { FIND_USAGE, find, parseFind } from './lfs-find.js';
 import { FID2PATH_USAGE, PATH2FID_USAGE, fid2path, path2fid } from './lfs-fid.js';
 import { describeLookupError } from './lfs-errors.js';
+import { mountedImportStates } from './lfs-check.js';
+import { RpcClient } from '../ptlrpc/client.js';
+import { silentLogger } from '../common/log.js';
+import type { Nid } from '../lnet/nid.js';
 
 /** Lustre's CMD_HELP, which lfs returns as its exit status for bad usage. */
 export const EXIT_USAGE = 4;
@@ -229,13 +233,22 @@ export const COMMANDS: Record<string, LfsCommand> = {
         // several mounts of one filesystem share the same servers: ping them once
         if (seen.has(fsKey(fs.spec))) continue;
         seen.add(fsKey(fs.spec));
-        const c = await ctx.session.client(fs.spec);
         const report = async (name: string, ping: () => Promise<void>) => {
           const ok = await ping().then(() => true, () => false);
           if (!ok) inactive++;
           ctx.out.write(`${name} ${ok ? 'active' : 'inactive'}.\n`);
         };
-        if (all || which === 'mgts') await report(`MGC${formatNid(fs.spec.mgsNids[0]!)}`, () => c.pingMgs());
+        const mgc = `MGC${formatNid(fs.spec.mgsNids[0]!)}`;
+        const mounted = await mountedImportStates(fs.spec.fsname, all ? 'all' : which === 'mdts' ? 'mdts' : 'osts');
+        if (mounted && which !== 'mgts') {
+          if (all) await report(mgc, () => pingNid(fs.spec.mgsNids[0]!));
+          for (const t of mounted) await report(t.name, async () => {
+            if (!t.active) throw new Error('not FULL');
+          });
+          continue;
+        }
+        const c = await ctx.session.client(fs.spec);
+        if (all || which === 'mgts') await report(mgc, () => c.pingMgs());
         if (all || which === 'mdts') await report(`${mdtName(fs.spec.fsname, 0)}-mdc`, () => c.mdc.imp.ping());
         if (all || which === 'osts') for (const o of c.ostClients()) await report(`${ostName(fs.spec.fsname, o.index)}-osc`, () => o.imp.ping());
       }
@@ -243,6 +256,16 @@ export const COMMANDS: Record<string, LfsCommand> = {
     },
   },
 };
+
+/** OBD_PING of a NID from a throwaway connection (the MGC line of `lfs check servers`). */
+async function pingNid(nid: Nid): Promise<void> {
+  const rpc = new RpcClient({ uuid: `lfs-check-${process.pid}` }, silentLogger());
+  try {
+    await rpc.ping(nid, 5_000);
+  } finally {
+    await rpc.close();
+  }
+}
 
 async function listTargets(ctx: Ctx, argv: string[], kind: 'osts' | 'mdts'): Promise<void> {
   const { opts, operands } = splitArgs(argv, [{ name: 'h', short: 'h', long: ['help'] }]);

@@ -2,8 +2,11 @@
 import { open, rename, readFile, unlink } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 
+let tmpSeq = 0;
+
 export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  // Unique per call: two overlapping replacements of one file must not share a temp file.
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${++tmpSeq}.tmp`);
   const fh = await open(tmp, 'w', 0o644);
   try {
     await fh.writeFile(data);

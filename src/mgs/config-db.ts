@@ -18,6 +18,8 @@ interface ConfigFile {
 }
 
 export class MgsConfigDb {
+  private saving: Promise<void> = Promise.resolve();
+
   private constructor(
     private readonly path: string,
     private readonly data: ConfigFile,
@@ -116,8 +118,11 @@ export class MgsConfigDb {
     return fs;
   }
 
-  private async save(): Promise<void> {
-    await writeFileAtomic(this.path, JSON.stringify(this.data, null, 2));
+  /** Saves in order: each save writes the state as it is when its turn comes. */
+  private save(): Promise<void> {
+    const run = this.saving.then(() => writeFileAtomic(this.path, JSON.stringify(this.data, null, 2)));
+    this.saving = run.catch(() => undefined);
+    return run;
   }
 }
 
