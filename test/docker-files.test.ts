@@ -161,11 +161,12 @@ test('docker-compose validates docker/compose.yml', () => {
   assert.equal(r.status, 0, `docker-compose -f ${COMPOSE_FILE} config -q failed:\n${r.stderr}`);
 });
 
-test('the cluster has Redis, an MGS, an MDS, three OSS, two clients and fio', () => {
+test('the cluster has Redis, MinIO, an MGS, an MDS, three OSS, two clients and fio', () => {
   const cfg = composeConfig();
-  for (const name of ['redis', 'mgs', 'mds', 'oss1', 'oss2', 'oss3', 'client1', 'client2', 'fio']) {
+  for (const name of ['redis', 'minio', 'mgs', 'mds', 'oss1', 'oss2', 'oss3', 'client1', 'client2', 'fio']) {
     assert.ok(cfg.services[name], `service ${name}`);
   }
+  assert.ok(cfg.services.minio!.healthcheck, 'minio has a healthcheck');
   assert.equal(byRole(cfg, 'mgs').length, 1);
   assert.equal(byRole(cfg, 'mds').length, 1);
   assert.equal(byRole(cfg, 'oss').length, 3);
