@@ -13,7 +13,7 @@ import { open } from 'lmdb';
 import { encodeValue } from '../src/mds/store/codec.js';
 import { LMDB_MARKER_KEY, LMDB_STORE_FORMAT, LMDB_STORE_VERSION, openLmdbStore } from '../src/mds/store/lmdb.js';
 import type { MetadataStore } from '../src/mds/store/types.js';
-import { storeConformance } from './helpers/store-conformance.js';
+import { checkCommittedTriples, storeConformance } from './helpers/store-conformance.js';
 
 const CHILD_ENV = 'STRIA_STORE_CRASH_CHILD';
 
@@ -105,7 +105,7 @@ if (process.env[CHILD_ENV]) {
         try {
           const count = (await s.get<number>('count')) ?? 0;
           assert.ok(count >= acked, `round ${round}: ${acked} acknowledged but only ${count} stored`);
-          await checkPrefix(s, count);
+          await checkCommittedTriples(s, count);
           t.diagnostic(`round ${round}: ${acked} acknowledged, ${count} stored`);
           acknowledgedTotal = count;
         } finally {
@@ -117,24 +117,6 @@ if (process.env[CHILD_ENV]) {
   });
 }
 
-/** Transactions numbered 0..count-1 are all complete; nothing beyond exists. */
-async function checkPrefix(s: MetadataStore, count: number): Promise<void> {
-  let n = 0;
-  let pos: string | undefined;
-  for (let page = 0; page < 10_000; page++) {
-    const rows = await s.scan<{ n: number; part: string }>('r:', pos, 999);
-    for (const [key, v] of rows) {
-      const i = Math.floor(n / 3);
-      const part = ['a', 'b', 'c'][n % 3]!;
-      assert.equal(key, `r:${String(i).padStart(8, '0')}:${part}`, 'records are complete triples in order');
-      assert.deepEqual(v, { n: i, part });
-      n++;
-    }
-    if (rows.length < 999) break;
-    pos = rows[rows.length - 1]![0];
-  }
-  assert.equal(n, count * 3, 'exactly the committed transactions are present');
-}
 
 /** Starts the child, kills it after `ms`, returns the highest transaction count it saw acknowledged. */
 async function runAndKill(dir: string, ms: number): Promise<number> {

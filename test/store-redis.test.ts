@@ -22,7 +22,7 @@ import {
 } from '../src/mds/store/redis.js';
 import type { MetadataStore } from '../src/mds/store/types.js';
 import { findRedisServer, freeLowPort, REDIS_MISSING, RedisServer } from './helpers/redis-server.js';
-import { storeConformance } from './helpers/store-conformance.js';
+import { checkCommittedTriples, storeConformance } from './helpers/store-conformance.js';
 
 const freshPrefix = (): string => `s${randomUUID().slice(0, 8)}:`;
 type Coded = Error & { code?: string };
@@ -450,7 +450,7 @@ if (!findRedisServer()) {
           t.diagnostic(`round ${round}: ${acked} acknowledged, ${count} stored, ${failures} workers stopped by the kill`);
           assert.ok(acked > 0, 'the writers made progress');
           assert.ok(count >= acked, `round ${round}: ${acked} acknowledged but only ${count} stored`);
-          await checkTriples(s, count);
+          await checkCommittedTriples(s, count);
         } finally {
           await s.close();
         }
@@ -585,21 +585,3 @@ if (!findRedisServer()) {
   });
 }
 
-/** Transactions numbered 0..count-1 are all complete; nothing beyond exists. */
-async function checkTriples(s: MetadataStore, count: number): Promise<void> {
-  let n = 0;
-  let pos: string | undefined;
-  for (let page = 0; page < 10_000; page++) {
-    const rows = await s.scan<{ n: number; part: string }>('r:', pos, 999);
-    for (const [key, v] of rows) {
-      const i = Math.floor(n / 3);
-      const part = ['a', 'b', 'c'][n % 3]!;
-      assert.equal(key, `r:${String(i).padStart(8, '0')}:${part}`, 'records are complete triples in order');
-      assert.deepEqual(v, { n: i, part });
-      n++;
-    }
-    if (rows.length < 999) break;
-    pos = rows[rows.length - 1]![0];
-  }
-  assert.equal(n, count * 3, 'exactly the committed transactions are present');
-}

@@ -290,3 +290,25 @@ export function storeConformance(name: string, open: () => Promise<MetadataStore
       }));
   });
 }
+
+/**
+ * Crash tests write transactions of three records r:<n>:a|b|c: transactions numbered
+ * 0..count-1 must all be complete, and nothing beyond them may exist.
+ */
+export async function checkCommittedTriples(s: MetadataStore, count: number): Promise<void> {
+  let n = 0;
+  let pos: string | undefined;
+  for (let page = 0; page < 10_000; page++) {
+    const rows = await s.scan<{ n: number; part: string }>('r:', pos, 999);
+    for (const [key, v] of rows) {
+      const i = Math.floor(n / 3);
+      const part = ['a', 'b', 'c'][n % 3]!;
+      assert.equal(key, `r:${String(i).padStart(8, '0')}:${part}`, 'records are complete triples in order');
+      assert.deepEqual(v, { n: i, part });
+      n++;
+    }
+    if (rows.length < 999) break;
+    pos = rows[rows.length - 1]![0];
+  }
+  assert.equal(n, count * 3, 'exactly the committed transactions are present');
+}
