@@ -7,7 +7,10 @@
  * stay in this mount namespace). Then oss2 is killed and its link cut:
  * I/O to OST0000 goes on, a read from OST0001 waits instead of failing and
  * completes once oss2 is back, and `lfs check servers` on client1 tells which
- * OST is gone and when it returns.
+ * OST is gone and when it returns. Last, client1's own link is cut: `lfs check
+ * servers` on client1 (reading the mount's import states) reports every target
+ * inactive while client2 goes on working, and once the link is back client1
+ * reports them active again and reads client2's new file without a remount.
  *
  * Needs root, `ip netns`, nsenter and /dev/fuse; skipped (with the reason) without them.
  */
@@ -41,6 +44,14 @@ const TOOL_MS = 60_000;
 /** how long the waiting read may take once oss2 is back: reconnect backoff (<= 5 s) plus a connect attempt (<= 10 s), with room */
 const RECOVERY_MS = 60_000;
 const POLL_MS = 20;
+/**
+ * how long `lfs check servers` may take to show a change: an idle import notices a dead link
+ * only through its ping (checked every 25 s, sent once idle 25 s: up to 50 s after its last
+ * traffic) going unanswered for 10 s
+ */
+const SERVERS_WAIT_MS = 90_000;
+/** pause between two `lfs check servers` polls */
+const SERVERS_PAUSE_MS = 2_500;
 
 const nsName = (host: Host): string => `${PREFIX}${host}`;
 const nsPath = (host: Host): string => `/var/run/netns/${nsName(host)}`;
@@ -67,9 +78,9 @@ interface ToolResult {
 /** short-lived tools still running (lfs, dd, ...): ended by teardown too */
 const tools = new Set<ChildProcess>();
 
-function run(argv: string[], timeoutMs = TOOL_MS): Promise<ToolResult> {
+function run(argv: string[], timeoutMs = TOOL_MS, childEnv: NodeJS.ProcessEnv = process.env): Promise<ToolResult> {
   return new Promise((resolve) => {
-    const child = execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, maxBuffer: 16 << 20, killSignal: 'SIGKILL' }, (e, stdout, stderr) => {
+    const child = execFile(argv[0]!, argv.slice(1), { env: childEnv, timeout: timeoutMs, maxBuffer: 16 << 20, killSignal: 'SIGKILL' }, (e, stdout, stderr) => {
       tools.delete(child);
       const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr: e && !stderr ? e.message : stderr });
@@ -84,9 +95,13 @@ function killTools(): void {
   }
 }
 
-/** Runs a command "on" a host: in its network namespace, in this mount namespace. */
+/**
+ * Runs a command "on" a host: in its network namespace, in this mount namespace, with the
+ * cluster's STRIA_RUN_DIR (as on a real host, where lfs finds the mounts' control sockets
+ * in the one run directory: `lfs check` reads the mounts' import states there).
+ */
 function onHost(host: Host, argv: string[], timeoutMs = TOOL_MS): Promise<ToolResult> {
-  return run(['nsenter', `--net=${nsPath(host)}`, '--', ...argv], timeoutMs);
+  return run(['nsenter', `--net=${nsPath(host)}`, '--', ...argv], timeoutMs, env());
 }
 
 async function runOk(argv: string[], timeoutMs = TOOL_MS): Promise<string> {
@@ -108,10 +123,13 @@ class Proc {
   readonly lines: string[] = [];
   readonly exited: Promise<void>;
   private readonly child: ChildProcess;
+  /** lines kept since the start, including those dropped from `lines` */
+  private kept = 0;
 
   constructor(readonly label: string, argv: string[], env: NodeJS.ProcessEnv) {
     this.child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (line: string): void => {
+      this.kept++;
       this.lines.push(line);
       if (this.lines.length > 2000) this.lines.splice(0, 1000);
     };
@@ -139,6 +157,16 @@ class Proc {
 
   get exitStatus(): string {
     return `code ${this.child.exitCode}, signal ${this.child.signalCode}`;
+  }
+
+  /** a mark for linesSince */
+  get mark(): number {
+    return this.kept;
+  }
+
+  /** the lines printed after `mark` (as many as are still kept) */
+  linesSince(mark: number): string[] {
+    return this.lines.slice(Math.max(0, this.lines.length - (this.kept - mark)));
   }
 
   tail(n = 20): string {
@@ -354,6 +382,12 @@ function cleanupOnSignal(signal: NodeJS.Signals): void {
 // ---- the workload ----
 
 const STRIPE = 64 * KiB;
+/**
+ * Created (default layout), written and read through client2's mount while client1 is cut
+ * off; client1 reads it once back. Not made with `lfs setstripe`: see the client1 step.
+ */
+const fromClient2 = { name: 'from-client2', data: pseudoRandomBuffer(768 * KiB + 13, 0x0f02) };
+
 const files = {
   stripedA: { name: 'striped-a', setstripe: ['-c', '3', '-S', '64K'], data: pseudoRandomBuffer(1024 * KiB + 12_345, 0x0a11), osts: [0, 1, 2], stripeSize: STRIPE },
   stripedB: { name: 'striped-b', setstripe: ['-c', '3', '-S', '64K'], data: pseudoRandomBuffer(5 * 3 * STRIPE + 777, 0x0b22), osts: [0, 1, 2], stripeSize: STRIPE },
@@ -371,13 +405,17 @@ function lfs(...args: string[]): string[] {
   return [process.execPath, LFS_BIN, ...args];
 }
 
-/** lfs setstripe, then the data through the mount (dd, fsync'd so it is on the OSTs), all on client1. */
+/** The data through a client's mount (dd, fsync'd so it is on the OSTs); creates the file if new. */
+async function writeOn(host: 'client1' | 'client2', name: string, data: Buffer): Promise<void> {
+  const src = join(base, 'data', name);
+  await writeFile(src, data);
+  await onHostOk(host, ['dd', `if=${src}`, `of=${join(mountDir(host), name)}`, 'bs=64k', 'conv=fsync', 'status=none']);
+}
+
+/** lfs setstripe, then the data through the mount, all on client1. */
 async function createAndWrite(f: WorkFile): Promise<void> {
-  const path = join(mountDir('client1'), f.name);
-  await onHostOk('client1', lfs('setstripe', ...f.setstripe, path));
-  const src = join(base, 'data', f.name);
-  await writeFile(src, f.data);
-  await onHostOk('client1', ['dd', `if=${src}`, `of=${path}`, 'bs=64k', 'conv=fsync', 'status=none']);
+  await onHostOk('client1', lfs('setstripe', ...f.setstripe, join(mountDir('client1'), f.name)));
+  await writeOn('client1', f.name, f.data);
 }
 
 async function checkLayout(f: WorkFile): Promise<void> {
@@ -389,20 +427,56 @@ async function checkLayout(f: WorkFile): Promise<void> {
   assert.deepEqual([...obdidx].sort(), f.osts, `${f.name} objects on OSTs:\n${out}`);
 }
 
-async function readOn(host: 'client1' | 'client2', f: WorkFile): Promise<string> {
-  const out = await onHostOk(host, ['sha256sum', join(mountDir(host), f.name)]);
+async function readOn(host: 'client1' | 'client2', name: string): Promise<string> {
+  const out = await onHostOk(host, ['sha256sum', join(mountDir(host), name)]);
   return out.split(' ')[0]!;
 }
 
+interface ServersReport {
+  code: number;
+  /** target line name ("netfs-OST0001-osc", "MGC10.254.77.11@tcp", ...) -> "active" | "inactive" */
+  status: Map<string, string>;
+  text: string;
+}
+
 /** `lfs check servers MOUNT` on client1, as lines "NAME active." / "NAME inactive." */
-async function checkServers(): Promise<{ code: number; status: Map<string, string>; text: string }> {
-  const r = await onHost('client1', lfs('check', 'servers', mountDir('client1')), 90_000);
+async function checkServers(timeoutMs = SERVERS_WAIT_MS): Promise<ServersReport> {
+  const r = await onHost('client1', lfs('check', 'servers', mountDir('client1')), timeoutMs);
   const status = new Map<string, string>();
   for (const m of r.stdout.matchAll(/^(\S+) (active|inactive)\.$/gm)) status.set(m[1]!, m[2]!);
   return { code: r.code, status, text: `exit ${r.code}\n${r.stdout}${r.stderr}` };
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `lfs check servers` on client1 until `done` holds for its report, with a pause
+ * between polls; bounded by `timeoutMs` in all (each poll by the time left) and so in count.
+ * Fails with every distinct report seen, and when each of them first came.
+ */
+async function waitForServers(done: (r: ServersReport) => boolean, what: string, timeoutMs = SERVERS_WAIT_MS): Promise<ServersReport & { polls: number; ms: number }> {
+  const start = Date.now();
+  const deadline = start + timeoutMs;
+  const maxPolls = Math.ceil(timeoutMs / SERVERS_PAUSE_MS) + 1;
+  const history: string[] = [];
+  let lastText = '';
+  for (let polls = 1; ; polls++) {
+    const r = await checkServers(Math.max(5_000, deadline - Date.now()));
+    if (done(r)) return { ...r, polls, ms: Date.now() - start };
+    if (r.text !== lastText) history.push(`after ${Date.now() - start} ms: ${r.text.trim()}`);
+    lastText = r.text;
+    if (polls >= maxPolls || Date.now() + SERVERS_PAUSE_MS > deadline) {
+      throw new Error(`lfs check servers on client1: ${what} not reached within ${timeoutMs} ms (${polls} polls). Reports seen:\n${history.join('\n---\n')}`);
+    }
+    await sleep(SERVERS_PAUSE_MS);
+  }
+}
+
 const ostOsc = (i: number): string => `${FSNAME}-OST${i.toString(16).toUpperCase().padStart(4, '0')}-osc`;
+const MDC = `${FSNAME}-MDT0000-mdc`;
+const MGC = `MGC${MGS_NID}`;
+const TARGETS = [MDC, ostOsc(0), ostOsc(1), ostOsc(2)];
+const allActive = (r: ServersReport): boolean => r.code === 0 && [MGC, ...TARGETS].every((n) => r.status.get(n) === 'active');
 
 // ---- the scenario ----
 
@@ -412,11 +486,11 @@ if (skip) console.log(`# multihost-netns: skipped: ${skip}`);
 describe('multi-host cluster in network namespaces', { skip }, () => {
   /** the first step that failed: the steps after it depend on it and are skipped */
   let broken: string | undefined;
-  const step = (name: string, timeout: number, body: () => Promise<void>): void => {
+  const step = (name: string, timeout: number, body: (t: TestContext) => Promise<void>): void => {
     test(name, { timeout }, async (t: TestContext) => {
       if (broken) return t.skip(`an earlier step failed: ${broken}`);
       try {
-        await body();
+        await body(t);
       } catch (e) {
         broken = name;
         throw e;
@@ -461,7 +535,7 @@ describe('multi-host cluster in network namespaces', { skip }, () => {
       await checkLayout(f);
     }
     for (const f of [files.stripedA, files.stripedB, files.ost0, files.ost1, files.ost2]) {
-      assert.equal(await readOn('client2', f), sha256(f.data), `${f.name} read on client2`);
+      assert.equal(await readOn('client2', f.name), sha256(f.data), `${f.name} read on client2`);
     }
     const before = await checkServers();
     assert.equal(before.code, 0, before.text);
@@ -484,11 +558,12 @@ describe('multi-host cluster in network namespaces', { skip }, () => {
     // started after the read, finished while it still waits
     await createAndWrite(files.during);
     await checkLayout(files.during);
-    assert.equal(await readOn('client1', files.during), sha256(files.during.data), 'new OST0000 file read back on client1');
-    assert.equal(await readOn('client1', files.ost0), sha256(files.ost0.data), 'existing OST0000 file read on client1');
+    assert.equal(await readOn('client1', files.during.name), sha256(files.during.data), 'new OST0000 file read back on client1');
+    assert.equal(await readOn('client1', files.ost0.name), sha256(files.ost0.data), 'existing OST0000 file read on client1');
     assert.equal(settled, false, `the read from OST0001 ended while oss2 was down (${read.exitStatus}):\n${read.tail()}`);
 
-    const down = await checkServers();
+    // client2's OST0001 import lost its connection when oss2 died; client1's too
+    const down = await waitForServers((r) => r.status.get(ostOsc(1)) === 'inactive', 'OST0001 inactive');
     assert.equal(down.status.get(ostOsc(1)), 'inactive', down.text);
     assert.equal(down.status.get(ostOsc(0)), 'active', down.text);
     assert.equal(down.status.get(ostOsc(2)), 'active', down.text);
@@ -511,13 +586,72 @@ describe('multi-host cluster in network namespaces', { skip }, () => {
     assert.match(client2, new RegExp(`Connection to ${FSNAME}-OST0001 .* was lost`), 'client2 saw OST0001 go');
     assert.match(client2, new RegExp(`Connection restored to ${FSNAME}-OST0001`), 'client2 reconnected to OST0001 and resent');
 
-    const up = await checkServers();
+    // client1 reconnects to OST0001 on its own backoff, not necessarily as soon as client2
+    const up = await waitForServers(allActive, 'every target active');
     assert.equal(up.code, 0, up.text);
     for (const i of [0, 1, 2]) assert.equal(up.status.get(ostOsc(i)), 'active', up.text);
     for (const f of [files.stripedA, files.ost1]) {
-      assert.equal(await readOn('client1', f), sha256(f.data), `${f.name} on client1 after the outage`);
-      assert.equal(await readOn('client2', f), sha256(f.data), `${f.name} on client2 after the outage`);
+      assert.equal(await readOn('client1', f.name), sha256(f.data), `${f.name} on client1 after the outage`);
+      assert.equal(await readOn('client2', f.name), sha256(f.data), `${f.name} on client2 after the outage`);
     }
+  });
+
+  step("client1's link cut: lfs check servers on client1 reports its targets inactive while client2 writes and reads a new file; link back: all active again, client1 reads that file without a remount", 400_000, async (t) => {
+    const client1 = mounts.find((m) => m.host === 'client1')!;
+    const mds = daemons.get('mds')!;
+    const client1Mark = client1.proc.mark;
+    const mdsMark = mds.mark;
+    await runOk(['ip', 'link', 'set', bridgePort('client1'), 'down']);
+    const cutAt = Date.now();
+
+    // Both at once: client2's work runs while client1's imports find out they are cut off.
+    // The create in the root directory needs client1's lock on it: the MDS waits for client1
+    // to give it back (ldlm_timeout, 20 s), then evicts client1, and the create goes on.
+    // Not `lfs setstripe`: lfs's own connection gives up after 10 s, before that eviction.
+    const f = fromClient2;
+    const [cut, work] = await Promise.allSettled([
+      waitForServers((r) => TARGETS.every((n) => r.status.get(n) === 'inactive'), 'MDT0000 and every OST inactive'),
+      (async () => {
+        await writeOn('client2', f.name, f.data);
+        assert.equal(await readOn('client2', f.name), sha256(f.data), `${f.name} read back on client2 while client1 is cut off`);
+        return Date.now() - cutAt;
+      })(),
+    ]);
+    const failures = [
+      ...(cut.status === 'rejected' ? [`client1's targets never all inactive: ${(cut.reason as Error).message}`] : []),
+      ...(work.status === 'rejected' ? [`client2 could not work while client1 was cut off: ${(work.reason as Error).message}`] : []),
+    ];
+    if (failures.length > 0) {
+      const mdsLog = mds.linesSince(mdsMark).filter((l) => /evict|callback/i.test(l)).join('\n');
+      throw new Error(`${failures.join('\n\n')}\n\nclient1's mount since the cut:\n${client1.proc.linesSince(client1Mark).slice(-30).join('\n')}\n\nMDS evictions since the cut:\n${mdsLog}`);
+    }
+    const inactive = (cut as PromiseFulfilledResult<ServersReport & { polls: number; ms: number }>).value;
+    t.diagnostic(`client1 cut: targets all inactive ${inactive.ms} ms after the cut (${inactive.polls} polls); client2's create+write+read done ${(work as PromiseFulfilledResult<number>).value} ms after the cut`);
+    // the MGC line comes from a fresh connection from client1's namespace: no way through either
+    assert.equal(inactive.status.get(MGC), 'inactive', inactive.text);
+    assert.notEqual(inactive.code, 0, `inactive targets make lfs check fail: ${inactive.text}`);
+    assert.ok(client1.proc.running, `client1's mount process is still running while cut off:\n${client1.proc.tail()}`);
+
+    await runOk(['ip', 'link', 'set', bridgePort('client1'), 'up']);
+    await waitForwarding('client1');
+    const upAt = Date.now();
+    const back = await waitForServers(allActive, 'every target active again');
+    t.diagnostic(`client1 back: every target active ${back.ms} ms after the link came up (${back.polls} polls)`);
+    assert.equal(back.code, 0, back.text);
+
+    // recovered in place: the same mount process, still mounted
+    assert.ok(client1.proc.running, `client1's mount process ended:\n${client1.proc.tail()}`);
+    assert.ok(await mountedAt(client1.dir), `${client1.dir} is still mounted on client1`);
+    assert.equal(await readOn('client1', f.name), sha256(f.data), `${f.name}, written on client2 during the cut, read on client1`);
+    assert.equal(await readOn('client1', files.stripedA.name), sha256(files.stripedA.data), `${files.stripedA.name} read on client1 after the cut`);
+
+    const log = client1.proc.linesSince(client1Mark).join('\n');
+    for (const target of [`${FSNAME}-MDT0000`, `${FSNAME}-OST0000`, `${FSNAME}-OST0001`, `${FSNAME}-OST0002`]) {
+      assert.match(log, new RegExp(`Connection to ${target} .* was lost`), `client1 saw ${target} go`);
+      assert.match(log, new RegExp(`Connection restored to ${target}`), `client1 reconnected to ${target}`);
+    }
+    const evictions = [...new Set([...log.matchAll(/evicted by (\S+);/g)].map((m) => m[1]))];
+    t.diagnostic(`client1 evicted while cut off by: ${evictions.length > 0 ? evictions.join(', ') : 'none'}; link up to client1's reads done: ${Date.now() - upAt} ms`);
   });
 
   test('teardown leaves no namespace, mount, interface or process behind', { timeout: 120_000 }, async () => {
