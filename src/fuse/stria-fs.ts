@@ -72,6 +72,8 @@ interface OpenHandle {
 export class StriaFs implements LowLevelOps {
   private readonly nodes = new Map<bigint, Known>();
   private readonly files = new Map<number, OpenHandle>();
+  /** "parentIno/name" -> ino, for every name the kernel may hold (the reverse of Known.names) */
+  private readonly dentries = new Map<string, bigint>();
   private session: FuseSession | undefined;
   private readonly dirs = new Map<number, Fid>();
   private nextFh = 1;
@@ -140,9 +142,32 @@ export class StriaFs implements LowLevelOps {
   private rememberName(ino: bigint, parent: bigint, name: string): void {
     const k = this.nodes.get(ino);
     if (!k) return;
+    const key = `${parent}/${name}`;
+    const previous = this.dentries.get(key);
+    if (previous !== undefined && previous !== ino) this.nodes.get(previous)?.names?.delete(key);
     k.names ??= new Set();
-    if (k.names.size >= MAX_NAMES_PER_NODE) k.names.delete(k.names.values().next().value!);
-    k.names.add(`${parent}/${name}`);
+    if (k.names.size >= MAX_NAMES_PER_NODE) {
+      const oldest = k.names.values().next().value!;
+      k.names.delete(oldest);
+      this.dentries.delete(oldest);
+    }
+    k.names.add(key);
+    this.dentries.set(key, ino);
+  }
+
+  private invalidateNameLater(parent: bigint, name: string): void {
+    const session = this.session;
+    if (session) void Promise.resolve(session.notifyInvalEntry(parent, name)).catch(() => undefined);
+  }
+
+  /** The kernel dropped or moved a name: keep the name map in step (it drives name invalidation). */
+  private forgetName(parent: bigint, name: string): bigint | undefined {
+    const key = `${parent}/${name}`;
+    const ino = this.dentries.get(key);
+    if (ino === undefined) return undefined;
+    this.dentries.delete(key);
+    this.nodes.get(ino)?.names?.delete(key);
+    return ino;
   }
 
   /**
@@ -181,7 +206,9 @@ export class StriaFs implements LowLevelOps {
     const k = this.nodes.get(ino);
     if (!k) return;
     k.lookups -= nlookup;
-    if (k.lookups <= 0) this.nodes.delete(ino);
+    if (k.lookups > 0) return;
+    this.nodes.delete(ino);
+    for (const key of k.names ?? []) if (this.dentries.get(key) === ino) this.dentries.delete(key);
   }
 
   async lookup(_ctx: RequestCtx, parent: bigint, name: string): Promise<EntryOut> {
@@ -238,6 +265,7 @@ export class StriaFs implements LowLevelOps {
     checkName(name);
     return this.timed('unlink', async () => {
       await this.client.unlink(this.fid(parent), name);
+      this.forgetName(parent, name);
     });
   }
 
@@ -245,6 +273,7 @@ export class StriaFs implements LowLevelOps {
     checkName(name);
     return this.timed('rmdir', async () => {
       await this.client.rmdir(this.fid(parent), name);
+      this.forgetName(parent, name);
     });
   }
 
@@ -265,6 +294,16 @@ export class StriaFs implements LowLevelOps {
         noReplace: (flags & RENAME_NOREPLACE) !== 0,
         exchange: (flags & RENAME_EXCHANGE) !== 0,
       });
+      // The kernel moves its dentries itself; the names we invalidate must move with them.
+      const moved = this.forgetName(parent, name);
+      const other = this.forgetName(newParent, newName);
+      if (moved !== undefined) this.rememberName(moved, newParent, newName);
+      if (other !== undefined && (flags & RENAME_EXCHANGE) !== 0) this.rememberName(other, parent, name);
+      // The moved dentry keeps the timeout it was looked up with, but the MDT revoked the
+      // lock behind it (the rename took the child's LOOKUP bit): drop it once the kernel,
+      // which holds the directory locks until the rename returns, has moved it.
+      this.invalidateNameLater(newParent, newName);
+      if ((flags & RENAME_EXCHANGE) !== 0) this.invalidateNameLater(parent, name);
     });
   }
 
