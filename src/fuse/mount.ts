@@ -19,7 +19,11 @@ import { startClientControl } from '../ctl/client-params.js';
 import type { MountOptions } from './mount-options.js';
 
 const run = promisify(execFile);
-const REQUEST_TIMEOUT_MS = 120_000;
+/**
+ * A request waiting for a lost server must outlast the client's recovery wait (300 s) plus
+ * one RPC timeout, or an OST outage of a few minutes would turn waiting reads into ETIMEDOUT.
+ */
+const REQUEST_TIMEOUT_MS = 330_000;
 
 export interface MountedStria {
   client: StriaClient;
