@@ -25,9 +25,15 @@ after(async () => {
 test('32 parallel unlinks of files whose locks this client caches all complete', async () => {
   const dir = await client.mkdir(client.root, 'd', { mode: 0o755, cred: root });
   const n = 64;
-  for (let i = 0; i < n; i++) await client.close(await client.create(dir.fid, `f${i}`, { mode: 0o644, cred: root }));
-  // Each lookup caches a PR lock on the file: every unlink below must revoke one.
-  for (let i = 0; i < n; i++) assert.ok((await client.lookup(dir.fid, `f${i}`)).covered);
+  const fids = [];
+  for (let i = 0; i < n; i++) {
+    const f = await client.create(dir.fid, `f${i}`, { mode: 0o644, cred: root });
+    await client.close(f);
+    fids.push(f.fid);
+  }
+  // Each getattr caches a PR lock on the file (by FID, so the client does not know the
+  // file's name and cannot cancel the lock early): every unlink below must call one back.
+  for (const fid of fids) assert.ok((await client.getattr(fid)).covered);
   const locksBefore = client.dlm.mdc!.lockCount;
   assert.ok(locksBefore >= n, `the client caches a lock per file (${locksBefore})`);
   let next = 0;
@@ -40,4 +46,16 @@ test('32 parallel unlinks of files whose locks this client caches all complete',
   for await (const e of client.listDir(dir.fid)) left.push(e.name);
   assert.deepEqual(left, []);
   assert.ok(client.dlm.mdc!.stats.blockingAsts >= n, 'every unlink called back the cached lock');
+});
+
+test('unlinking a file this client looked up cancels its lock early: no blocking AST comes back', async () => {
+  const dir = await client.mkdir(client.root, 'elc', { mode: 0o755, cred: root });
+  await client.close(await client.create(dir.fid, 'victim', { mode: 0o644, cred: root }));
+  assert.ok((await client.lookup(dir.fid, 'victim')).covered, 'the lookup cached a lock on the file');
+  const before = client.dlm.mdc!.stats.blockingAsts;
+  const early = client.dlm.mdc!.stats.earlyCancels;
+  await client.unlink(dir.fid, 'victim');
+  assert.equal(client.dlm.mdc!.stats.blockingAsts, before, 'the MDT did not have to call the lock back');
+  assert.ok(client.dlm.mdc!.stats.earlyCancels > early, 'the lock travelled as an early cancel in the unlink');
+  await assert.rejects(client.lookup(dir.fid, 'victim'), (e: Error & { code?: string; errno?: number }) => e.errno === 2);
 });

@@ -86,6 +86,8 @@ export class StriaClient {
   private readonly fids: FidAllocator;
   /** lock namespaces and the caches they protect */
   readonly dlm: ClientDlm;
+  /** "parent/name" -> child FID of recent lookups, for early lock cancel (bounded, oldest out) */
+  private readonly children = new Map<string, Fid>();
 
   private constructor(
     readonly fsname: string,
@@ -234,6 +236,7 @@ export class StriaClient {
     const pending = ns.prepareIntent(`lookup/${fidKey(parent)}/${name}`, 'ibits', LockMode.PR, MD_CACHE_BITS);
     try {
       const r = await this.mdc.lookupIntent(parent, name, pending.cookie);
+      this.rememberChild(parent, name, r.inode.fid);
       const res = this.dlm.rememberMetadata(r.inode.fid);
       return { inode: r.inode, lock: ns.completeIntent(pending, r.lock, res) };
     } catch (e) {
@@ -311,16 +314,41 @@ export class StriaClient {
   }
 
   async unlink(parent: Fid, name: string): Promise<void> {
-    await this.mdc.unlink(parent, name, false, await this.elc([[parent, InodeBit.UPDATE]]));
+    await this.mdc.unlink(parent, name, false, await this.elc(this.withChild([[parent, InodeBit.UPDATE]], parent, name)));
+    this.forgetChild(parent, name);
   }
 
   async rmdir(parent: Fid, name: string): Promise<void> {
-    await this.mdc.unlink(parent, name, true, await this.elc([[parent, InodeBit.UPDATE]]));
+    await this.mdc.unlink(parent, name, true, await this.elc(this.withChild([[parent, InodeBit.UPDATE]], parent, name)));
+    this.forgetChild(parent, name);
   }
 
   async rename(srcParent: Fid, srcName: string, dstParent: Fid, dstName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<void> {
-    const cancels = await this.elc([[srcParent, InodeBit.UPDATE], [dstParent, InodeBit.UPDATE]]);
-    await this.mdc.rename(srcParent, srcName, dstParent, dstName, flags, cancels);
+    let targets: Array<[Fid, number]> = [[srcParent, InodeBit.UPDATE], [dstParent, InodeBit.UPDATE]];
+    targets = this.withChild(this.withChild(targets, srcParent, srcName), dstParent, dstName);
+    await this.mdc.rename(srcParent, srcName, dstParent, dstName, flags, await this.elc(targets));
+    this.forgetChild(srcParent, srcName);
+    this.forgetChild(dstParent, dstName);
+  }
+
+  /**
+   * Early cancel also covers the child an update revokes, when this client looked it up
+   * (a stale guess only costs a cached lock). Saves the MDT a blocking AST to us per unlink.
+   */
+  private withChild(targets: Array<[Fid, number]>, parent: Fid, name: string): Array<[Fid, number]> {
+    const child = this.children.get(`${fidKey(parent)}/${name}`);
+    return child ? [...targets, [child, MD_CACHE_BITS]] : targets;
+  }
+
+  private rememberChild(parent: Fid, name: string, fid: Fid): void {
+    const key = `${fidKey(parent)}/${name}`;
+    this.children.delete(key);
+    this.children.set(key, fid);
+    if (this.children.size > MAX_REMEMBERED_CHILDREN) this.children.delete(this.children.keys().next().value!);
+  }
+
+  private forgetChild(parent: Fid, name: string): void {
+    this.children.delete(`${fidKey(parent)}/${name}`);
   }
 
   /**
@@ -537,6 +565,7 @@ export class StriaClient {
 }
 
 const FLOCK_INTERRUPT_POLL_MS = 100;
+const MAX_REMEMBERED_CHILDREN = 4096;
 
 function flockBody(fid: Fid, l: FileLockSpec) {
   return { res: fidKey(fid), kind: l.kind, owner: l.owner.toString(), pid: l.pid, lock: l.type, start: l.start, end: Math.min(l.end, EXTENT_EOF) };
