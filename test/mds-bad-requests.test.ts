@@ -11,7 +11,7 @@ import { Opc, ReintOp } from '../src/ptlrpc/opcodes.js';
 import type { RequestContext, ServerExport } from '../src/ptlrpc/types.js';
 
 const exp: ServerExport = {
-  target: 'testfs-MDT0000', clientUuid: 'u', peer: 'test', handle: 1, connCnt: 1, data: new Map(),
+  target: 'testfs-MDT0000', clientUuid: 'u', peer: 'test', handle: 1, connCnt: 1, connected: true, data: new Map(),
   request: () => Promise.reject(new Error('no callbacks in this test')),
 };
 

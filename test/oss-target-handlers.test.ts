@@ -53,6 +53,7 @@ function serverExport(): ServerExport {
     peer: '127.0.0.1:40000',
     handle: 1,
     connCnt: 1,
+    connected: true,
     data: new Map(),
     request: () => Promise.reject(new Error('no callbacks expected')),
   };

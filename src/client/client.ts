@@ -3,7 +3,7 @@
  * through the MGS, then offers inode-based operations that the FUSE adapter
  * and tools call. File data is striped over the OSTs by StripedIo.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from '../common/log.js';
 import { silentLogger } from '../common/log.js';
 import { err } from '../common/errno.js';
@@ -30,6 +30,9 @@ import { LockMode } from '../ldlm/modes.js';
 import { EXTENT_EOF } from '../ldlm/extent.js';
 import { InodeBit } from '../ldlm/inodebits.js';
 import type { ClientLock } from '../ldlm/client.js';
+import { HsmMdc } from './hsm-mdc.js';
+import { HSM_ACTIONS_KEY, type HsmActionList } from '../hsm/protocol.js';
+import type { CallbackContext } from '../ptlrpc/client.js';
 
 export interface ClientOptions {
   mgsNids: Nid[];
@@ -88,6 +91,8 @@ export class StriaClient {
   readonly dlm: ClientDlm;
   /** "parent/name" -> child FID of recent lookups, for early lock cancel (bounded, oldest out) */
   private readonly children = new Map<string, Fid>();
+  /** HSM requests to the MDT's coordinator (lfs hsm_*, copytools, implicit restore) */
+  readonly hsm: HsmMdc;
 
   private constructor(
     readonly fsname: string,
@@ -105,6 +110,7 @@ export class StriaClient {
     this.fids = new FidAllocator(() => this.mdc.allocSequence());
     this.dlm = new ClientDlm(rpc, rpc.uuid.slice(0, 8), log);
     this.dlm.addMdc(mdtName(fsname, 0), mdc.imp);
+    this.hsm = new HsmMdc(mdc.imp);
   }
 
   static async mount(opts: ClientOptions, log: Logger = silentLogger()): Promise<StriaClient> {
@@ -551,6 +557,81 @@ export class StriaClient {
   async unmount(): Promise<void> {
     await this.dlm.close().catch(() => undefined);
     await this.rpc.close();
+  }
+
+  /**
+   * Lustre's data version: changes whenever the file's data may have changed. Derived from
+   * each object's size and ctime (which the OST's filesystem sets on every write and
+   * truncate); a released file answers the version its archive copy was made from.
+   */
+  async dataVersion(fid: Fid): Promise<string> {
+    const inode = await this.mdc.getattr(fid);
+    return this.dataVersionOf(inode);
+  }
+
+  async dataVersionOf(inode: Inode): Promise<string> {
+    const l = inode.layout;
+    if (inode.type !== 'reg') throw err('EINVAL', `${fidKey(inode.fid)} is not a regular file`, 'NOT_REGULAR');
+    if (!l || l.pattern === 'released') {
+      if (inode.hsm?.archVer) return inode.hsm.archVer;
+      return `empty:${l?.layoutGen ?? 0}`;
+    }
+    await this.ensureOsts(l);
+    const attrs = await Promise.all(l.objects.map((o) => this.osc(o.ostIdx).getattr(o.seq, o.oid)));
+    const h = createHash('sha256');
+    l.objects.forEach((o, i) => {
+      const a = attrs[i]!;
+      h.update(`${o.ostIdx}:${o.seq}:${o.oid}:${a.size}:${a.ctime.sec}.${a.ctime.nsec};`);
+    });
+    return `v1:${h.digest('hex').slice(0, 32)}`;
+  }
+
+  /**
+   * HSM restore: writes archived data into objects the coordinator allocated for the file
+   * (not yet its layout), under PW locks on them like any write.
+   */
+  async writeObjects(fid: Fid, layout: Raid0Layout, offset: number, data: Buffer): Promise<void> {
+    checkRange(offset, data.length);
+    await this.ensureOsts(layout);
+    const held = await this.dlm.lockRange(fid, layout, LockMode.PW, offset, data.length);
+    try {
+      await this.io.write(layout, offset, data);
+    } finally {
+      held.release();
+    }
+  }
+
+  /** HSM restore, last step: the objects get the file's size and times, then reach disk. */
+  async finishObjects(fid: Fid, layout: Raid0Layout, attrs: { size: number; atime: Timestamp; mtime: Timestamp }): Promise<void> {
+    await this.ensureOsts(layout);
+    const held = await this.dlm.lockRange(fid, layout, LockMode.PW, 0, 0, true);
+    try {
+      await this.io.truncate(layout, attrs.size);
+      await this.io.setTimes(layout, { atime: attrs.atime, mtime: attrs.mtime });
+      await this.io.sync(layout);
+    } finally {
+      held.release();
+    }
+  }
+
+  /**
+   * Copytools: action lists the coordinator pushes to this client (after `hsm.register`).
+   * The handler should only queue the work: the coordinator waits for its answer.
+   */
+  onHsmActions(handler: (hal: HsmActionList) => void | Promise<void>): void {
+    this.rpc.onCallback(Opc.LDLM_SET_INFO, async (ctx: CallbackContext) => {
+      const b = ctx.body as { key?: unknown; hal?: unknown } | undefined;
+      if (b?.key !== HSM_ACTIONS_KEY || typeof b.hal !== 'object' || b.hal === null) {
+        throw err('EINVAL', `unknown set_info key ${String(b?.key)}`, 'BAD_SET_INFO');
+      }
+      await handler(b.hal as HsmActionList);
+      return { body: {} };
+    });
+  }
+
+  /** Called with `evicted` when the MDT connection was re-established to a new export (MDS restart, eviction). */
+  onMdtReconnect(fn: (evicted: boolean) => void): void {
+    this.mdc.imp.on('new-export', (o: { evicted?: boolean } | undefined) => fn(o?.evicted === true));
   }
 
   /** Lustre's fid2path: the path from the root of each name of `fid` ('' for the root). */

@@ -55,6 +55,22 @@ export interface Inode {
   parent?: Fid;
   /** symlinks: the target */
   target?: string;
+  /** regular files: HSM state (reference §7.1); absent means no flags, archive id 0 */
+  hsm?: HsmAttrs;
+}
+
+/** HSM state kept with the inode (Lustre's hsm_attrs xattr, plus what restore needs). */
+export interface HsmAttrs {
+  /** HS_* bits (src/hsm/flags.ts) */
+  flags: number;
+  /** archive the copy lives in (0: none yet) */
+  archiveId: number;
+  /** data version the archive copy was made from (StriaClient.dataVersion) */
+  archVer?: string;
+  /** size of the archived data, bytes */
+  archSize?: number;
+  /** "sha256:<hex>" of the archived data, verified on restore */
+  archChecksum?: string;
 }
 
 export interface DirEntry {

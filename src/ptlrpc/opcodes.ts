@@ -27,6 +27,13 @@ export const Opc = {
   MDS_SET_INFO: 46,
   MDS_GETXATTR: 49,
   MDS_GET_INFO: 53,
+  MDS_HSM_STATE_GET: 54,
+  MDS_HSM_STATE_SET: 55,
+  MDS_HSM_ACTION: 56,
+  MDS_HSM_PROGRESS: 57,
+  MDS_HSM_REQUEST: 58,
+  MDS_HSM_CT_REGISTER: 59,
+  MDS_HSM_CT_UNREGISTER: 60,
 
   LDLM_ENQUEUE: 101,
   LDLM_CONVERT: 102,
@@ -45,6 +52,8 @@ export const Opc = {
   MGS_CONFIG_READ: 256,
 
   OBD_PING: 400,
+  /** changelog users and records (Lustre reads them through llog handles, 501..) */
+  LLOG_CHANGELOG: 501,
   SEQ_QUERY: 700,
   FLD_QUERY: 900,
 } as const;

@@ -74,6 +74,8 @@ export interface ServerExport {
   readonly peer: string;
   readonly handle: number;
   readonly connCnt: number;
+  /** false while the client's connection is down (it may reconnect to this export) */
+  readonly connected: boolean;
   /** per-target state attached by the service (open handles, ...) */
   readonly data: Map<string, unknown>;
   /** send a request to the client over the same connection (lock callbacks) */
