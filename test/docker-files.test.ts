@@ -14,10 +14,11 @@ import type { Command } from 'commander';
 import { buildProgram } from '../src/cli/stria.js';
 import { formatNid, parseNid, type Nid } from '../src/lnet/nid.js';
 import { parseFsSpec } from '../src/client/fs-spec.js';
+import { parseS3Url } from '../src/hsm/archive-url.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const COMPOSE_FILE = 'docker/compose.yml';
-const STRIA_ROLES = new Set(['mgs', 'mds', 'oss', 'mount', 'up']);
+const STRIA_ROLES = new Set(['mgs', 'mds', 'oss', 'mount', 'up', 'copytool']);
 const SERVER_ROLES = new Set(['mgs', 'mds', 'oss']);
 const COMPILERS = ['g++', 'gcc', 'make', 'build-essential', 'libfuse3-dev', 'pkg-config', 'python3', 'node-gyp'];
 
@@ -32,6 +33,7 @@ interface BindMount {
 
 interface Service {
   image?: string;
+  environment?: Record<string, string | null> | string[];
   build?: { context: string; dockerfile?: string; target?: string };
   command?: string[] | string;
   entrypoint?: string[] | string;
@@ -161,9 +163,9 @@ test('docker-compose validates docker/compose.yml', () => {
   assert.equal(r.status, 0, `docker-compose -f ${COMPOSE_FILE} config -q failed:\n${r.stderr}`);
 });
 
-test('the cluster has Redis, MinIO, an MGS, an MDS, three OSS, two clients and fio', () => {
+test('the cluster has Redis, MinIO, an MGS, an MDS, three OSS, a copytool, two clients and fio', () => {
   const cfg = composeConfig();
-  for (const name of ['redis', 'minio', 'mgs', 'mds', 'oss1', 'oss2', 'oss3', 'client1', 'client2', 'fio']) {
+  for (const name of ['redis', 'minio', 'mgs', 'mds', 'oss1', 'oss2', 'oss3', 'copytool', 'client1', 'client2', 'fio']) {
     assert.ok(cfg.services[name], `service ${name}`);
   }
   assert.ok(cfg.services.minio!.healthcheck, 'minio has a healthcheck');
@@ -171,6 +173,7 @@ test('the cluster has Redis, MinIO, an MGS, an MDS, three OSS, two clients and f
   assert.equal(byRole(cfg, 'mds').length, 1);
   assert.equal(byRole(cfg, 'oss').length, 3);
   assert.equal(byRole(cfg, 'mount').length, 2);
+  assert.equal(byRole(cfg, 'copytool').length, 1);
   const redis = argv(cfg.services.redis!.command);
   assert.ok(redis.join(' ').includes('--appendonly yes'), 'redis keeps an append-only file');
   assert.ok(redis.join(' ').includes('--appendfsync always'), 'redis fsyncs every write');
@@ -204,6 +207,9 @@ test('the Stria command lines are valid for the stria CLI', () => {
     if (cmd[0] === 'mount') {
       assert.equal(operands.length, 2, `${name}: stria mount SPEC MOUNTPOINT`);
       parseFsSpec(operands[0]!);
+    } else if (cmd[0] === 'copytool') {
+      assert.equal(operands.length, 1, `${name}: stria copytool [options] SPEC`);
+      parseFsSpec(operands[0]!);
     } else {
       assert.deepEqual(operands, [], `${name}: no stray arguments`);
     }
@@ -231,7 +237,7 @@ test('servers are reached by service name and agree on the MGS and the filesyste
       assert.ok(mgs.length >= 1 && mgs.every((n) => sameNid(n, mgsNid)), `${name} registers with ${mgsName} at ${formatNid(mgsNid)}`);
       fsnames.add(opts.fsname as string);
     }
-    if (cmd[0] === 'mount') {
+    if (cmd[0] === 'mount' || cmd[0] === 'copytool') {
       const spec = parseFsSpec(operands[0]!);
       assert.ok(spec.mgsNids.every((n) => sameNid(n, mgsNid)), `${name} mounts from ${formatNid(mgsNid)}`);
       fsnames.add(spec.fsname);
@@ -286,6 +292,42 @@ test('clients mount as root with /dev/fuse, CAP_SYS_ADMIN and a mount the host s
     assert.ok(healthTest(s).join(' ').includes(mountpoint), `${name}'s healthcheck looks at ${mountpoint}`);
   }
   assert.equal(sources.size, 2);
+});
+
+function envOf(s: Service): Record<string, string> {
+  const e = s.environment ?? {};
+  if (Array.isArray(e)) return Object.fromEntries(e.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  return Object.fromEntries(Object.entries(e).map(([k, v]) => [k, v ?? '']));
+}
+
+test('the copytool archives to the minio service with its credentials, from the environment', () => {
+  const cfg = composeConfig();
+  const [[name, s, cmd]] = byRole(cfg, 'copytool') as [[string, Service, string[]]];
+  const { opts } = parseStriaCommand(name, cmd);
+  assert.deepEqual(opts.archive, [1], 'archive id 1, what lfs hsm_archive uses by default');
+  assert.equal(opts.posix, undefined);
+  const target = opts.s3 as ReturnType<typeof parseS3Url>;
+  assert.ok(target, `${name} archives to S3`);
+  const endpoint = new URL(target.endpoint!);
+  assert.equal(endpoint.hostname, 'minio', 'the minio service, by name');
+  const minio = cfg.services.minio!;
+  const minioCmd = argv(minio.command);
+  const address = minioCmd.includes('--address') ? minioCmd[minioCmd.indexOf('--address') + 1]! : ':9000';
+  assert.equal(endpoint.port || '80', address.slice(address.lastIndexOf(':') + 1), 'the port MinIO serves S3 on');
+  assert.equal(target.pathStyle, true, 'path-style: minio is not a wildcard DNS name');
+  const bucketCreated = opts.createBucket === true || Object.values(cfg.services).some((x) => argv(x.entrypoint).concat(argv(x.command)).join(' ').match(/\bmc mb\b/) !== null);
+  assert.ok(bucketCreated, 'something creates the bucket');
+  const env = envOf(s);
+  const minioEnv = envOf(minio);
+  assert.equal(env.AWS_ACCESS_KEY_ID, minioEnv.MINIO_ROOT_USER, 'the access key is MinIO\'s user');
+  assert.equal(env.AWS_SECRET_ACCESS_KEY, minioEnv.MINIO_ROOT_PASSWORD, 'the secret key is MinIO\'s password');
+  assert.ok(env.AWS_REGION, 'a region for the signature');
+  assert.equal(opts.secretKey, undefined, 'no secret on the command line (ps shows it)');
+  assert.ok(env.STRIA_LOG_LEVEL, 'the log level the other services get');
+  const deps = dependencies(s);
+  for (const need of ['minio', ...byRole(cfg, 'mds').map(([n]) => n), ...byRole(cfg, 'oss').map(([n]) => n)]) {
+    assert.equal(deps[need]?.condition, 'service_healthy', `${name} waits for ${need} to be healthy`);
+  }
 });
 
 test('fio sees both clients\' mounts and runs fio in them', () => {

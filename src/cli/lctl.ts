@@ -1,11 +1,12 @@
 /**
  * `lctl`: Lustre-compatible administration commands: parameters of the local
- * processes (get_param, set_param, list_param, dl), pools on the MGS, ping.
+ * processes (get_param, set_param, list_param, dl), pools on the MGS, ping, and the
+ * changelog users of an MDT (--device FSNAME-MDTxxxx changelog_register|changelog_deregister).
  */
 import { Command } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { silentLogger } from '../common/log.js';
-import { err } from '../common/errno.js';
+import { err, StriaError, toStriaError } from '../common/errno.js';
 import { runTool } from './args.js';
 import { ostName, validateFsname } from '../common/targets.js';
 import { validatePoolName } from '../common/layout.js';
@@ -15,6 +16,8 @@ import { MgsClient } from '../mgs/mgc.js';
 import type { FsConfig } from '../mgs/protocol.js';
 import { parseOstList } from './ost-list.js';
 import { getParam, listDevices, listParam, setParam, type Output } from '../ctl/lctl-params.js';
+import { LfsSession } from './lfs-session.js';
+import { mdtClient } from './lfs-changelog.js';
 
 const DEFAULT_MGS = '127.0.0.1@tcp';
 
@@ -59,6 +62,7 @@ export function buildLctl(): Command {
   const program = new Command('lctl')
     .description('Stria administration (Lustre lctl subset)')
     .option('--mgs <nids>', 'MGS NID(s)', process.env.STRIA_MGS ?? DEFAULT_MGS)
+    .option('--device <name>', 'the device the following command acts on (FSNAME-MDTxxxx for changelog_register/deregister)')
     .configureOutput({ outputError: (str, write) => write(`lctl: ${str.replace(/^error: /, '')}`) });
   const mgsOf = () => (program.opts() as { mgs: string }).mgs;
   const print = (s: string) => process.stdout.write(`${s}\n`);
@@ -141,6 +145,45 @@ export function buildLctl(): Command {
       let n = 0;
       for (const t of cfg.mdts) print(`${String(n++).padStart(3)} UP mdt ${fsname}-MDT${t.index.toString(16).padStart(4, '0')} ${t.uuid} ${t.nids.join(',')}`);
       for (const t of cfg.osts) print(`${String(n++).padStart(3)} UP obdfilter ${ostName(fsname, t.index)} ${t.uuid} ${t.nids.join(',')}`);
+    });
+  /**
+   * Changelog users live on the MDT: reach it through a mount of its filesystem on this
+   * node, else through the MGS (--mgs), as root.
+   */
+  const withMdt = async <T>(command: string, fn: (mdt: string, cl: Awaited<ReturnType<typeof mdtClient>>['changelog']) => Promise<T>): Promise<T> => {
+    const o = program.opts() as { mgs: string; device?: string };
+    if (!o.device) throw err('EINVAL', `${command}: no device given (lctl --device FSNAME-MDTxxxx ${command} ...)`, 'NO_DEVICE');
+    const session = new LfsSession();
+    try {
+      const { changelog } = await mdtClient(session, o.device, o.mgs);
+      return await fn(o.device, changelog);
+    } finally {
+      await session.close();
+    }
+  };
+  program
+    .command('changelog_register')
+    .description('register a changelog user on the MDT named by --device')
+    .option('-n, --nameonly', 'print only the new user id')
+    .action(async (o: { nameonly?: boolean }) => {
+      const id = await withMdt('changelog_register', (_, cl) => cl.register());
+      const device = (program.opts() as { device: string }).device;
+      print(o.nameonly ? id : `${device}: Registered changelog userid '${id}'`);
+    });
+  program
+    .command('changelog_deregister <id>')
+    .description('deregister a changelog user of the MDT named by --device (its records are cleared)')
+    .action(async (id: string) => {
+      await withMdt('changelog_deregister', async (device, cl) => {
+        try {
+          await cl.deregister(id);
+        } catch (e) {
+          const se = toStriaError(e);
+          if (se.code === 'NO_CHANGELOG_USER' || se.code === 'BAD_REQUEST') throw new StriaError(se.errno, `changelog_deregister: ${id} not found on ${device}`, se.code);
+          throw e;
+        }
+        print(`${device}: Deregistered changelog user '${id}'`);
+      });
     });
   program.command('ping <nid>').description('check that a server answers (OBD_PING)').action(async (nidText: string) => {
     const nid: Nid = parseNid(nidText);

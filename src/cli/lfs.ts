@@ -5,7 +5,8 @@
  *
  * Exit status as Lustre's lfs: 0 on success; 4 (its CMD_HELP) for a command
  * line that does not parse, after the error and the command's usage; 1 for
- * any other failure, after one `lfs: ...` line.
+ * any other failure, after one `lfs: ...` line. The hsm_* commands print
+ * Lustre's own lines and exit with the errno, as lfs does for them.
  */
 import { err, StriaError, toStriaError } from '../common/errno.js';
 import { mdtName, ostName } from '../common/targets.js';
@@ -23,6 +24,8 @@ import { FIND_USAGE, find, parseFind } from './lfs-find.js';
 import { FID2PATH_USAGE, PATH2FID_USAGE, fid2path, path2fid } from './lfs-fid.js';
 import { describeLookupError } from './lfs-errors.js';
 import { mountedImportStates } from './lfs-check.js';
+import { HSM_COMMANDS } from './lfs-hsm.js';
+import { CHANGELOG_COMMANDS } from './lfs-changelog.js';
 import { RpcClient } from '../ptlrpc/client.js';
 import { silentLogger } from '../common/log.js';
 import type { Nid } from '../lnet/nid.js';
@@ -35,12 +38,14 @@ interface Ctx {
   out: Output;
   /** one `lfs: ...` line on stderr */
   warn: (s: string) => void;
+  /** one line on stderr, as given */
+  error: (line: string) => void;
 }
 
 interface LfsCommand {
   usage: string;
-  /** false: failed, after printing why */
-  run(ctx: Ctx, argv: string[]): Promise<boolean | void>;
+  /** false: failed, after printing why; a number: the exit status */
+  run(ctx: Ctx, argv: string[]): Promise<boolean | number | void>;
 }
 
 /** A filesystem to report on: from an argument (path or spec), or every Stria mount. */
@@ -255,6 +260,9 @@ export const COMMANDS: Record<string, LfsCommand> = {
       return inactive === 0;
     },
   },
+
+  ...HSM_COMMANDS,
+  ...CHANGELOG_COMMANDS,
 };
 
 /** OBD_PING of a NID from a throwaway connection (the MGC line of `lfs check servers`). */
@@ -334,7 +342,6 @@ export async function runLfs(
     return 1;
   }
   const session = io.session ?? new LfsSession();
-  let failed = false;
   const ctx: Ctx = {
     session,
     out,
@@ -342,14 +349,20 @@ export async function runLfs(
       out.flush();
       stderr(`lfs: ${s}\n`);
     },
+    error: (line) => {
+      out.flush();
+      stderr(`${line}\n`);
+    },
   };
   try {
-    failed = (await cmd.run(ctx, rest)) === false;
-    return failed ? 1 : 0;
+    const r = await cmd.run(ctx, rest);
+    if (typeof r === 'number') return r;
+    return r === false ? 1 : 0;
   } catch (e) {
     out.flush();
     if (e instanceof UsageError) {
-      stderr(`lfs: ${e.message}\n${cmd.usage}\n`);
+      // an empty message: only the usage, as lfs shows for CMD_HELP
+      stderr(`${e.message ? `lfs: ${e.message}\n` : ''}${cmd.usage}\n`);
       return EXIT_USAGE;
     }
     stderr(`lfs: ${toStriaError(e).message}\n`);

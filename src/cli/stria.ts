@@ -1,12 +1,11 @@
-/** `stria`: the daemons (mgs, mds, oss) and the all-in-one `up`. */
+/** `stria`: the daemons (mgs, mds, oss, copytool) and the all-in-one `up`. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { createLogger } from '../common/log.js';
 import { DEFAULT_STRIPE_COUNT, DEFAULT_STRIPE_SIZE, validateStripeCount, validateStripeSize } from '../common/layout.js';
 import { parseSize } from '../common/units.js';
 import { validateFsname, validateTargetIndex } from '../common/targets.js';
-import { formatNid, parseNid, parseNidList, type Nid } from '../lnet/nid.js';
+import { parseNid, parseNidList, type Nid } from '../lnet/nid.js';
 import { startMgs } from '../mgs/mgs.js';
 import { startMds } from '../mds/mds.js';
 import { startOss } from '../oss/oss.js';
@@ -19,6 +18,9 @@ import { DEFAULT_MOUNT_OPTIONS, parseMountOptions, type FuseImpl, type MountOpti
 import { toStriaError } from '../common/errno.js';
 import { validated } from './args.js';
 import { isStoreUrl } from '../mds/store/open.js';
+import { addCopytoolCommand } from './copytool.js';
+import { registerPolicyCommand } from './policy.js';
+import { parseArchiveLocation, type ArchiveTarget } from '../hsm/archive-url.js';
 
 export const DEFAULT_MGS_PORT = 988;
 export const DEFAULT_MDS_PORT = 9881;
@@ -63,6 +65,15 @@ export function buildProgram(): Command {
     if (!Number.isFinite(n) || n < 1 || n > 3600) throw new Error('--ldlm-timeout must be 1..3600 seconds');
     return n;
   });
+  const positiveInt = (flag: string, max: number) => arg((v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`${flag} must be an integer 1..${max}`);
+    return n;
+  });
+  const hsmControlArg = arg((v) => {
+    if (v !== 'enabled' && v !== 'disabled' && v !== 'shutdown') throw new Error('--hsm-control must be enabled, disabled or shutdown');
+    return v as 'enabled' | 'disabled' | 'shutdown';
+  });
   const program = new Command('stria')
     .description('Stria: a Lustre-style parallel filesystem')
     .showHelpAfterError(false)
@@ -89,13 +100,28 @@ export function buildProgram(): Command {
     .option('--stripe-size <size>', 'filesystem default stripe size', stripeSizeArg, DEFAULT_STRIPE_SIZE)
     .option('--stripe-count <n>', 'filesystem default stripe count (-1 = all OSTs)', stripeCountArg, DEFAULT_STRIPE_COUNT)
     .option('--ldlm-timeout <seconds>', 'how long a client has to give back a lock before it is evicted', ldlmTimeoutArg, DEFAULT_LDLM_TIMEOUT_S)
-    .action(async (o: { fsname: string; mgs: Nid[]; store: string; index: number; listen: Nid; stripeSize: number; stripeCount: number; ldlmTimeout: number }) => {
+    .option('--hsm-control <state>', 'HSM coordinator at start: enabled, disabled (queue only) or shutdown (mdt.*.hsm_control)', hsmControlArg)
+    .option('--hsm-max-requests <n>', 'HSM actions running at once (mdt.*.hsm.max_requests, default 3)', positiveInt('--hsm-max-requests', 100_000))
+    .option('--hsm-active-request-timeout <seconds>', 'fail an HSM action with no progress this long (default 3600)', positiveInt('--hsm-active-request-timeout', 10 * 86400))
+    .option('--hsm-grace-delay <seconds>', 'finished HSM actions stay listed this long (default 60)', positiveInt('--hsm-grace-delay', 86400))
+    .option('--hsm-loop-period <seconds>', 'coordinator loop period (default 10)', positiveInt('--hsm-loop-period', 3600))
+    .option('--hsm-default-archive-id <n>', 'archive used when a request names none (default 1)', positiveInt('--hsm-default-archive-id', 0xffffffff))
+    .option('--hsm-agent-lost <seconds>', 'a copytool disconnected this long loses its running actions to others (default 2 loop periods)', positiveInt('--hsm-agent-lost', 3600))
+    .action(async (o: {
+      fsname: string; mgs: Nid[]; store: string; index: number; listen: Nid; stripeSize: number; stripeCount: number; ldlmTimeout: number;
+      hsmControl?: 'enabled' | 'disabled' | 'shutdown'; hsmMaxRequests?: number; hsmActiveRequestTimeout?: number; hsmGraceDelay?: number;
+      hsmLoopPeriod?: number; hsmDefaultArchiveId?: number; hsmAgentLost?: number;
+    }) => {
       const log = createLogger('mds');
+      const ms = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
       await runDaemon('mds', log, () =>
         startMds(
           {
             fsname: o.fsname, index: o.index, storeDir: isStoreUrl(o.store) ? o.store : resolve(o.store), mgsNids: o.mgs, listen: o.listen,
             fsDefault: { stripeSize: o.stripeSize, stripeCount: o.stripeCount }, ldlmTimeoutMs: o.ldlmTimeout * 1000,
+            hsmControl: o.hsmControl, hsmMaxRequests: o.hsmMaxRequests, hsmActiveRequestTimeoutMs: ms(o.hsmActiveRequestTimeout),
+            hsmGraceDelayMs: ms(o.hsmGraceDelay), hsmLoopPeriodMs: ms(o.hsmLoopPeriod), hsmDefaultArchiveId: o.hsmDefaultArchiveId,
+            hsmAgentLostMs: ms(o.hsmAgentLost),
           },
           log,
         ),
@@ -141,13 +167,17 @@ export function buildProgram(): Command {
     .option('--store <url>', 'keep the metadata in Redis (redis://host:port/db) instead of under --dir')
     .option('--mount <mountpoint>', 'also mount the filesystem here')
     .option('-o, --options <opts>', 'mount options (see stria mount --help)', mountOptsArg)
-    .action(async (o: { dir: string; fsname: string; osts: number; listen: string; mgsPort: number; stripeSize: number; stripeCount: number; mount?: string; options?: MountOptions; store?: string }) => {
+    .option('--archive <url|dir>', 'also run an HSM copytool for archive id 1: an S3 URL (http(s)://HOST:PORT/BUCKET[/PREFIX], s3://BUCKET[/PREFIX]; credentials from AWS_*) or a directory', arg((v) => parseArchiveLocation(v)))
+    .action(async (o: { dir: string; fsname: string; osts: number; listen: string; mgsPort: number; stripeSize: number; stripeCount: number; mount?: string; options?: MountOptions; store?: string; archive?: ArchiveTarget }) => {
       if (o.store !== undefined && !isStoreUrl(o.store)) fail(`up: --store takes a redis://, rediss:// or redis+sentinel:// URL (the embedded store lives under --dir)`);
       const log = createLogger('up');
       await runDaemon('up', log, () =>
         startUp({ ...o, dir: resolve(o.dir), mount: o.mount ? resolve(o.mount) : undefined, mountOptions: o.options ?? DEFAULT_MOUNT_OPTIONS }, log, (s) => process.stderr.write(`${s}\n`)),
       );
     });
+
+  addCopytoolCommand(program);
+  registerPolicyCommand(program);
 
   program
     .command('mount')

@@ -1,4 +1,4 @@
-/** `stria up`: MGS + MDS + N OSTs (and optionally a mount) in one process, data under one directory. */
+/** `stria up`: MGS + MDS + N OSTs (and optionally a copytool and a mount) in one process, data under one directory. */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../common/log.js';
@@ -10,6 +10,8 @@ import { ostName, mdtName } from '../common/targets.js';
 import { clearDeadMount, mountStria } from '../fuse/mount.js';
 import type { MountOptions } from '../fuse/mount-options.js';
 import { describeStore } from '../mds/store/open.js';
+import type { ArchiveTarget } from '../hsm/archive-url.js';
+import { startCopytool } from './copytool.js';
 
 export interface UpOptions {
   dir: string;
@@ -23,9 +25,16 @@ export interface UpOptions {
   mountOptions: MountOptions;
   /** a Redis URL for the MDT's metadata instead of the embedded store under `dir` */
   store?: string;
+  /**
+   * run a copytool for archive id 1 into this S3 bucket (created when missing; credentials
+   * and region from AWS_*) or directory (created when missing)
+   */
+  archive?: ArchiveTarget;
 }
 
 const READY_WAIT_MS = 30_000;
+/** the archive `up --archive` serves (lfs hsm_archive's default) */
+const UP_ARCHIVE_ID = 1;
 
 async function waitForOsts(mds: RunningMds, count: number): Promise<void> {
   const deadline = Date.now() + READY_WAIT_MS;
@@ -68,6 +77,11 @@ export async function startUp(o: UpOptions, log: Logger, print: (s: string) => v
     for (const [i, store] of oss.stores.entries()) {
       const s = await store.statfs();
       lines.push(`  ${ostName(o.fsname, i).padEnd(20)}${formatNid(oss.nid)}  ${store.dir}  ${gib(s.bavail * s.bsize)} free of ${gib(s.blocks * s.bsize)}`);
+    }
+    if (o.archive) {
+      const ct = await startCopytool({ mgsNids, fsname: o.fsname, archiveIds: [UP_ARCHIVE_ID], target: o.archive, create: true }, log);
+      closers.push(ct);
+      lines.push(`  copytool            archive ${UP_ARCHIVE_ID} -> ${ct.backend.describe()}`);
     }
     lines.push(`  mount spec          ${spec}`);
     if (o.mount) {

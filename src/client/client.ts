@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from '../common/log.js';
 import { silentLogger } from '../common/log.js';
-import { err } from '../common/errno.js';
+import { Errno, err, toStriaError } from '../common/errno.js';
 import { fidKey, type Fid } from '../common/fid.js';
 import type { DirEntry, FileType, Inode } from '../common/inode.js';
 import type { LayoutTemplate, Raid0Layout } from '../common/layout.js';
@@ -33,6 +33,7 @@ import type { ClientLock } from '../ldlm/client.js';
 import { HsmMdc } from './hsm-mdc.js';
 import { HSM_ACTIONS_KEY, type HsmActionList } from '../hsm/protocol.js';
 import type { CallbackContext } from '../ptlrpc/client.js';
+import { DEFAULT_RESTORE_TIMEOUT_MS, RestoreWaiter, isReleasedInode } from './restore.js';
 
 export interface ClientOptions {
   mgsNids: Nid[];
@@ -47,6 +48,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** how long a request waits for a lost server to come back (default 300 s) */
   recoveryWaitMs?: number;
+  /** how long I/O on a released file waits for its implicit restore (default 1 h) */
+  restoreTimeoutMs?: number;
 }
 
 /** Attributes as stat(2) sees them: for striped files size/blocks/times come from the objects. */
@@ -93,6 +96,8 @@ export class StriaClient {
   private readonly children = new Map<string, Fid>();
   /** HSM requests to the MDT's coordinator (lfs hsm_*, copytools, implicit restore) */
   readonly hsm: HsmMdc;
+  /** implicit restores in progress, one per file */
+  private readonly restores: RestoreWaiter;
 
   private constructor(
     readonly fsname: string,
@@ -111,6 +116,14 @@ export class StriaClient {
     this.dlm = new ClientDlm(rpc, rpc.uuid.slice(0, 8), log);
     this.dlm.addMdc(mdtName(fsname, 0), mdc.imp);
     this.hsm = new HsmMdc(mdc.imp);
+    this.restores = new RestoreWaiter(
+      {
+        requestRestore: (fid, cred) => this.hsm.request({ action: 'restore', fids: [fid] }, cred),
+        action: (fid) => this.hsm.action(fid),
+        getattr: (fid) => this.mdc.getattr(fid),
+      },
+      { timeoutMs: opts.restoreTimeoutMs ?? DEFAULT_RESTORE_TIMEOUT_MS },
+    );
   }
 
   static async mount(opts: ClientOptions, log: Logger = silentLogger()): Promise<StriaClient> {
@@ -191,6 +204,10 @@ export class StriaClient {
    */
   private async withObjects(inode: Inode, mdLock?: ClientLock): Promise<FileAttr> {
     const mdValid = () => mdLock !== undefined && this.dlm.mdc!.isValid(mdLock);
+    if (isReleasedInode(inode)) {
+      // Size and times stay on the MDT; one block, so tar and cp do not take it for a hole (§5).
+      return { ...inode, blocks: inode.size > 0 ? 1 : 0, covered: mdValid() };
+    }
     if (inode.type !== 'reg' || !inode.layout || inode.layout.pattern !== 'raid0' || inode.layout.objects.length === 0) {
       return { ...inode, blocks: Math.ceil(inode.size / 512), covered: mdValid() };
     }
@@ -360,9 +377,21 @@ export class StriaClient {
   /**
    * setattr; a size change punches the objects first (truncate, under PW [0, EOF] on every
    * object, so every other client drops its cached pages and size), then records it on the MDT.
+   * Truncating a released file restores it first, with `cred` (reference §7.3).
    */
-  async setattr(fid: Fid, attrs: SetattrSpec): Promise<FileAttr> {
+  async setattr(fid: Fid, attrs: SetattrSpec, cred?: Cred): Promise<FileAttr> {
+    try {
+      return await this.setattrOnce(fid, attrs, cred);
+    } catch (e) {
+      // The objects went away under us (the file was released meanwhile): once more, restoring.
+      if (attrs.size === undefined || !isMissingObject(e)) throw e;
+      return this.setattrOnce(fid, attrs, cred);
+    }
+  }
+
+  private async setattrOnce(fid: Fid, attrs: SetattrSpec, cred: Cred | undefined): Promise<FileAttr> {
     let inode = await this.mdc.getattr(fid);
+    if (attrs.size !== undefined && isReleasedInode(inode)) inode = await this.restores.restore(fid, cred);
     const layout = inode.type === 'reg' && inode.layout?.pattern === 'raid0' && inode.layout.objects.length > 0 ? inode.layout : undefined;
     const mdtAttrs: SetattrSpec = { ...attrs };
     if (attrs.size !== undefined) {
@@ -410,39 +439,81 @@ export class StriaClient {
     return l && l.pattern === 'raid0' && l.objects.length > 0 ? l : undefined;
   }
 
-  /** Reads under PR locks on the objects the range maps to (cached locks cost no RPC). */
-  async read(f: OpenFile, offset: number, length: number): Promise<Buffer> {
-    checkRange(offset, length);
-    const layout = this.dataLayout(f);
-    if (!layout || length === 0) return Buffer.alloc(0);
-    const held = await this.dlm.lockRange(f.fid, layout, LockMode.PR, offset, length);
-    try {
-      return await this.io.read(layout, offset, length);
-    } finally {
-      held.release();
+  /**
+   * The layout to do I/O on: a released file is restored first (with the caller's
+   * credentials; any user may restore) and the open file takes the restored inode.
+   */
+  private async ioLayout(f: OpenFile, cred: Cred | undefined): Promise<Raid0Layout | undefined> {
+    if (f.inode.type === 'dir') throw err('EISDIR', 'is a directory', 'IS_DIR');
+    if (isReleasedInode(f.inode)) {
+      f.inode = await this.restores.restore(f.fid, cred);
+      await this.ensureOsts(f.inode.layout);
     }
+    return this.dataLayout(f);
+  }
+
+  /**
+   * Runs `io` on the open file's current layout. An object gone missing means the layout
+   * changed since the open (the file was released, perhaps restored into new objects, by
+   * someone else): the inode is read again and `io` runs once more on what it holds now.
+   */
+  private async onCurrentLayout<T>(f: OpenFile, cred: Cred | undefined, io: (layout: Raid0Layout | undefined) => Promise<T>): Promise<T> {
+    const layout = await this.ioLayout(f, cred);
+    try {
+      return await io(layout);
+    } catch (e) {
+      if (!layout || !isMissingObject(e)) throw e;
+      const fresh = await this.mdc.getattr(f.fid);
+      if (sameObjects(fresh.layout, layout)) throw e;
+      f.inode = fresh;
+      await this.ensureOsts(fresh.layout);
+      return io(await this.ioLayout(f, cred));
+    }
+  }
+
+  /**
+   * Reads under PR locks on the objects the range maps to (cached locks cost no RPC).
+   * A released file is restored first (`cred`: whose access it is).
+   */
+  async read(f: OpenFile, offset: number, length: number, cred?: Cred): Promise<Buffer> {
+    checkRange(offset, length);
+    if (f.inode.type === 'dir') throw err('EISDIR', 'is a directory', 'IS_DIR');
+    // nothing to read: no reason to bring the data back
+    if (length === 0) return Buffer.alloc(0);
+    return this.onCurrentLayout(f, cred, async (layout) => {
+      if (!layout) return Buffer.alloc(0);
+      const held = await this.dlm.lockRange(f.fid, layout, LockMode.PR, offset, length);
+      try {
+        return await this.io.read(layout, offset, length);
+      } finally {
+        held.release();
+      }
+    });
   }
 
   /**
    * Writes under PW locks on the objects the range maps to. With `append`, the data goes
    * at the end of file as it is under PW [0, EOF] on every object, so appends from any
    * number of clients are serialised and never overwrite one another (reference §5).
-   * Resolves with where the data went.
+   * Resolves with where the data went. A released file is restored first (`cred`: whose
+   * access it is).
    */
-  async write(f: OpenFile, offset: number, data: Buffer, opts: { sync?: boolean; append?: boolean } = {}): Promise<{ written: number; offset: number }> {
+  async write(f: OpenFile, offset: number, data: Buffer, opts: { sync?: boolean; append?: boolean; cred?: Cred } = {}): Promise<{ written: number; offset: number }> {
     checkRange(offset, data.length);
-    const layout = this.dataLayout(f);
-    if (!layout) throw err('EIO', `file ${fidKey(f.fid)} has no objects`, 'NO_OBJECTS');
-    const held = await this.dlm.lockRange(f.fid, layout, LockMode.PW, offset, data.length, opts.append === true);
-    try {
-      if (opts.append) offset = (await this.io.glimpse(layout)).size;
-      checkRange(offset, data.length);
-      await this.io.write(layout, offset, data, opts.sync);
-      noteKnownSizes(held, layout, offset + data.length);
-      return { written: data.length, offset };
-    } finally {
-      held.release();
-    }
+    return this.onCurrentLayout(f, opts.cred, async (layout) => {
+      if (!layout) throw err('EIO', `file ${fidKey(f.fid)} has no objects`, 'NO_OBJECTS');
+      const held = await this.dlm.lockRange(f.fid, layout, LockMode.PW, offset, data.length, opts.append === true);
+      try {
+        let at = offset;
+        if (opts.append) at = (await this.io.glimpse(layout)).size;
+        checkRange(at, data.length);
+        await this.io.write(layout, at, data, opts.sync);
+        noteKnownSizes(held, layout, at + data.length);
+        return { written: data.length, offset: at };
+      } finally {
+        held.release();
+      }
+    });
   }
 
   async fsync(f: OpenFile): Promise<void> {
@@ -555,6 +626,7 @@ export class StriaClient {
   }
 
   async unmount(): Promise<void> {
+    this.restores.close();
     await this.dlm.close().catch(() => undefined);
     await this.rpc.close();
   }
@@ -569,7 +641,7 @@ export class StriaClient {
     return this.dataVersionOf(inode);
   }
 
-  async dataVersionOf(inode: Inode): Promise<string> {
+  async dataVersionOf(inode: Pick<Inode, 'fid' | 'type' | 'layout' | 'hsm'>): Promise<string> {
     const l = inode.layout;
     if (inode.type !== 'reg') throw err('EINVAL', `${fidKey(inode.fid)} is not a regular file`, 'NOT_REGULAR');
     if (!l || l.pattern === 'released') {
@@ -661,6 +733,16 @@ function noteKnownSizes(held: HeldLocks, layout: Raid0Layout, fileEnd: number, t
     const objSize = objectSizeForFileSize(fileEnd, i, layout.stripeSize, n);
     lock.knownSize = truncated ? objSize : Math.max(lock.knownSize ?? 0, objSize);
   }
+}
+
+/** An object of the layout does not exist (any more) on its OST. */
+function isMissingObject(e: unknown): boolean {
+  return toStriaError(e).errno === Errno.ENOENT;
+}
+
+function sameObjects(a: Raid0Layout | undefined, b: Raid0Layout): boolean {
+  if (!a || a.pattern !== b.pattern || a.layoutGen !== b.layoutGen || a.objects.length !== b.objects.length) return false;
+  return a.objects.every((o, i) => o.ostIdx === b.objects[i]!.ostIdx && o.seq === b.objects[i]!.seq && o.oid === b.objects[i]!.oid);
 }
 
 function latest(a: Timestamp, b: Timestamp | undefined): Timestamp {

@@ -2,6 +2,7 @@
  * The parameters of an MDS process:
  *
  *   mdt.<target>.{md_stats,uuid,num_exports}
+ *   mdt.<target>.hsm_control, mdt.<target>.hsm.*   (the coordinator's, reference §7.3)
  *   lod.<target>-mdtlov.{stripesize,stripecount,numobd}
  *   osp.<fs>-OSTxxxx-osc-MDTxxxx.{import,stats}
  *   mgc.MGC<nid>.import
@@ -19,6 +20,8 @@ import type { RpcServer } from '../ptlrpc/server.js';
 import type { MdtTarget } from '../mds/mdt-target.js';
 import type { ObjectAllocator } from '../mds/lod.js';
 import type { OstProxy } from '../mds/osp.js';
+import type { Coordinator } from '../hsm/coordinator.js';
+import { hsmParams } from '../hsm/hsm-params.js';
 import { ro, statsParam } from './common-params.js';
 import { formatImport, ImportStats } from './import-stats.js';
 import type { DeviceInfo, ParamRegistry, Param } from './params.js';
@@ -115,6 +118,8 @@ export interface MdsParamSources {
   fsDefault: { stripeSize: number; stripeCount: number };
   /** the MDS's own connection to the MGS */
   mgcImport?: Import;
+  /** the MDT's HSM coordinator: hsm_control and hsm.* */
+  coordinator?: Coordinator;
 }
 
 export function registerMdsParams(reg: ParamRegistry, mds: MdsParamSources): () => void {
@@ -150,6 +155,7 @@ export function registerMdsParams(reg: ParamRegistry, mds: MdsParamSources): () 
     [`lod.${lodDev}.numobd`, ro(() => mds.allocator.allOsts().length)],
     [`lod.${lodDev}.uuid`, ro(() => lodUuid)],
   ];
+  if (mds.coordinator) for (const [name, p] of hsmParams(mds.coordinator)) fixed.push([`mdt.${mdt}.${name}`, p]);
   if (mgc && mgcDev) {
     fixed.push([`mgc.${mgcDev}.import`, ro(() => formatImport(mgcDev, mgc, mgcStats))]);
     fixed.push([`mgc.${mgcDev}.uuid`, ro(() => mgc.clientUuid)]);

@@ -223,7 +223,7 @@ export class StriaFs implements LowLevelOps {
     });
   }
 
-  async setattr(_ctx: RequestCtx, ino: bigint, attr: SetattrIn, toSet: number): Promise<AttrOut> {
+  async setattr(ctx: RequestCtx, ino: bigint, attr: SetattrIn, toSet: number): Promise<AttrOut> {
     // A size change is a truncate in llite's stats; the rest is a setattr.
     return this.timed(toSet & SetattrFlag.SIZE ? 'truncate' : 'setattr', async () => {
       const spec: SetattrSpec = {};
@@ -237,7 +237,8 @@ export class StriaFs implements LowLevelOps {
       if (toSet & SetattrFlag.MTIME_NOW) spec.mtime = t;
       else if (toSet & SetattrFlag.MTIME) spec.mtime = attr.mtime;
       if (toSet & SetattrFlag.CTIME) spec.ctime = attr.ctime;
-      const a = await this.client.setattr(this.fid(ino), spec);
+      // A truncate of a released file restores it first, as the caller (reference §7.3).
+      const a = await this.client.setattr(this.fid(ino), spec, cred(ctx));
       return { attr: this.attrOf(a), attrTimeout: this.attrTimeout(a) };
     });
   }
@@ -358,9 +359,10 @@ export class StriaFs implements LowLevelOps {
     });
   }
 
-  async read(_ctx: RequestCtx, _ino: bigint, size: number, offset: number, fh: number): Promise<Buffer> {
+  /** Reads and writes of a released file wait in the client for its restore (reference §7.3). */
+  async read(ctx: RequestCtx, _ino: bigint, size: number, offset: number, fh: number): Promise<Buffer> {
     const t0 = process.hrtime.bigint();
-    const data = await this.client.read(this.file(fh), offset, size);
+    const data = await this.client.read(this.file(fh), offset, size, cred(ctx));
     this.opts.llite.io('read', data.length, Number((process.hrtime.bigint() - t0) / 1000n));
     return data;
   }
@@ -369,7 +371,7 @@ export class StriaFs implements LowLevelOps {
     const t0 = process.hrtime.bigint();
     const h = this.handle(fh);
     if (h.append) await this.killSuidOnDirectWrite(ctx, h.file);
-    const { written } = await this.client.write(h.file, offset, data, { append: h.append });
+    const { written } = await this.client.write(h.file, offset, data, { append: h.append, cred: cred(ctx) });
     this.opts.llite.io('write', written, Number((process.hrtime.bigint() - t0) / 1000n));
     return written;
   }
@@ -511,14 +513,14 @@ export class StriaFs implements LowLevelOps {
   }
 
   /** Space is not reserved on the OSTs yet: mode 0 extends the size, KEEP_SIZE is a no-op. */
-  async fallocate(_ctx: RequestCtx, ino: bigint, mode: number, offset: number, length: number): Promise<void> {
+  async fallocate(ctx: RequestCtx, ino: bigint, mode: number, offset: number, length: number): Promise<void> {
     if (mode & ~FALLOC_FL_KEEP_SIZE) throw err('EOPNOTSUPP', `fallocate mode ${mode} is not supported`, 'FALLOCATE_MODE');
     if (mode & FALLOC_FL_KEEP_SIZE) return;
     await this.timed('fallocate', async () => {
       const fid = this.fid(ino);
       const a = await this.client.getattr(fid);
       if (a.type !== 'reg') throw err('ENODEV', 'fallocate needs a regular file', 'NOT_REGULAR');
-      if (offset + length > a.size) await this.client.setattr(fid, { size: offset + length });
+      if (offset + length > a.size) await this.client.setattr(fid, { size: offset + length }, cred(ctx));
     });
   }
 }
@@ -528,6 +530,11 @@ function lockType(t: number): 'read' | 'write' | 'unlock' {
   if (t === F_WRLCK) return 'write';
   if (t === F_UNLCK) return 'unlock';
   throw err('EINVAL', `invalid lock type ${t}`, 'BAD_LOCK_TYPE');
+}
+
+/** Who the kernel says made the request (a restore it triggers runs as them). */
+function cred(ctx: RequestCtx): { uid: number; gid: number } {
+  return { uid: ctx.uid, gid: ctx.gid };
 }
 
 function checkName(name: string): void {

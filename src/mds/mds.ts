@@ -24,6 +24,10 @@ import { OstProxy } from './osp.js';
 import { MdtTarget } from './mdt-target.js';
 import { serveParams } from '../ctl/daemon-control.js';
 import { registerMdsParams } from '../ctl/mds-params.js';
+import { Coordinator, type HsmControl } from '../hsm/coordinator.js';
+import type { ChangelogSink } from './changelog-types.js';
+import { Changelog } from './changelog.js';
+import { registerMddParams } from '../ctl/mdd-params.js';
 
 export interface MdsOptions {
   fsname: string;
@@ -36,12 +40,30 @@ export interface MdsOptions {
   ldlmTimeoutMs?: number;
   /** how often the MGS configuration is re-read for new OSTs and pools */
   configPollMs?: number;
+  // The HSM coordinator's tunables (reference §7.3), also settable with lctl set_param mdt.*.hsm.*
+  /** hsm.max_requests: actions running at once (coordinator default 3) */
+  hsmMaxRequests?: number;
+  /** hsm.active_request_timeout: an action running longer fails (default 3600 s) */
+  hsmActiveRequestTimeoutMs?: number;
+  /** hsm.grace_delay: how long finished actions stay listed (default 60 s) */
+  hsmGraceDelayMs?: number;
+  /** hsm.loop_period: how often the coordinator scans its queue (default 10 s) */
+  hsmLoopPeriodMs?: number;
+  /** hsm.default_archive_id: archive of requests that name none (default 1) */
+  hsmDefaultArchiveId?: number;
+  /** how long an agent's lost connection is waited for before its actions go to another agent */
+  hsmAgentLostMs?: number;
+  /** hsm_control at start-up (the coordinator's default when absent) */
+  hsmControl?: HsmControl;
+  /** where the MDT appends its changelog records (absent: none are kept) */
+  changelog?: ChangelogSink;
 }
 
 export interface RunningMds {
   server: RpcServer;
   target: MdtTarget;
   namespace: Namespace;
+  coordinator: Coordinator;
   allocator: ObjectAllocator;
   nid: Nid;
   close(): Promise<void>;
@@ -68,10 +90,31 @@ export async function startMds(opts: MdsOptions, log: Logger): Promise<RunningMd
     const rpc = new RpcClient({ uuid: `${name}-mdtlov_UUID` }, log);
     cleanup.push(() => rpc.close());
     const lod = new ObjectAllocator();
-    const target = new MdtTarget(ns, lod, { fsname: opts.fsname, index: opts.index, storeDir: opts.storeDir, fsDefault: opts.fsDefault, ldlmTimeoutMs: opts.ldlmTimeoutMs }, log);
+    const changelog = new Changelog(store, { mdtName: name, log });
+    await changelog.init();
+    cleanup.push(() => changelog.close());
+    const target = new MdtTarget(
+      ns, lod, { fsname: opts.fsname, index: opts.index, storeDir: opts.storeDir, fsDefault: opts.fsDefault, ldlmTimeoutMs: opts.ldlmTimeoutMs, changelog: opts.changelog ?? changelog }, log,
+    );
+    // its queue lives in the MDT's store: queued actions survive a restart
+    const coordinator = new Coordinator({
+      store, host: target.hsmHost, log,
+      maxRequests: opts.hsmMaxRequests,
+      activeRequestTimeoutMs: opts.hsmActiveRequestTimeoutMs,
+      graceDelayMs: opts.hsmGraceDelayMs,
+      loopPeriodMs: opts.hsmLoopPeriodMs,
+      defaultArchiveId: opts.hsmDefaultArchiveId,
+      agentLostMs: opts.hsmAgentLostMs,
+    });
+    if (opts.hsmControl !== undefined) await coordinator.setControl(opts.hsmControl);
+    target.coordinator = coordinator;
+    // before the first request can arrive; it dispatches only to agents, which come later
+    await coordinator.start();
+    cleanup.push(() => coordinator.stop());
     const server = new RpcServer({ nid: opts.listen }, log);
     target.evictor = (exp, why) => server.evict(exp, why);
     cleanup.push(() => target.ldlm.close());
+    changelog.registerHandlers(target.handlers);
     server.addTarget(target);
     await server.listen();
     cleanup.push(() => server.close());
@@ -112,7 +155,7 @@ export async function startMds(opts: MdsOptions, log: Logger): Promise<RunningMd
     adopt(config);
     const ctl = await serveParams(
       'mds',
-      (reg) => registerMdsParams(reg, { server, target, allocator: lod, fsname: opts.fsname, fsDefault: opts.fsDefault, mgcImport: mgc.imp }),
+      (reg) => { const a = registerMdsParams(reg, { server, target, allocator: lod, fsname: opts.fsname, fsDefault: opts.fsDefault, mgcImport: mgc.imp, coordinator }); const b = registerMddParams(reg, changelog); return () => { b(); a(); }; },
       log,
     );
     cleanup.push(() => ctl.close());
@@ -140,7 +183,7 @@ export async function startMds(opts: MdsOptions, log: Logger): Promise<RunningMd
       for (const osp of lod.allOsts()) osp.close();
     });
 
-    return { server, target, namespace: ns, allocator: lod, nid, close: closeAll };
+    return { server, target, namespace: ns, coordinator, allocator: lod, nid, close: closeAll };
   } catch (e) {
     await closeAll();
     throw e;

@@ -6,7 +6,7 @@ import { err } from '../common/errno.js';
 import { FID_SEQ_NORMAL, FID_SEQ_WIDTH, ROOT_FID, fidKey, type Fid } from '../common/fid.js';
 import { validatePoolName, validateStripeCount, validateStripeSize, type LayoutTemplate, type OstObject, type Raid0Layout } from '../common/layout.js';
 import { mdtName } from '../common/targets.js';
-import type { DirEntry } from '../common/inode.js';
+import type { DirEntry, FileType } from '../common/inode.js';
 import { Opc, ReintOp } from '../ptlrpc/opcodes.js';
 import type { RequestContext, RequestHandler, ServerExport, TargetService } from '../ptlrpc/types.js';
 import type { Namespace } from './namespace.js';
@@ -19,6 +19,10 @@ import { CancelRequest, EnqueueRequest } from '../ldlm/protocol.js';
 import type { Inode } from '../common/inode.js';
 import { FlockEnqueue, FlockRelease, FlockService } from './flock-service.js';
 import { isStoreUrl } from './store/open.js';
+import { CL, CLF_UNLINK_HSM_EXISTS, CLF_UNLINK_LAST, CLF_HSM_EVENT, hsmRecordFlags, type ChangelogInput, type ChangelogSink } from './changelog-types.js';
+import { HS } from '../hsm/flags.js';
+import type { Coordinator } from '../hsm/coordinator.js';
+import { MdtHsmHost, registerHsmHandlers } from './hsm-handlers.js';
 
 const REDIS_FREE_INODES = 2 ** 32;
 import {
@@ -33,6 +37,8 @@ export interface MdtOptions {
   fsDefault: { stripeSize: number; stripeCount: number };
   /** how long a client has to give a lock back before it is evicted (default 20 s) */
   ldlmTimeoutMs?: number;
+  /** where namespace and HSM changes are recorded (also settable later: `mdt.changelog = sink`) */
+  changelog?: ChangelogSink;
 }
 
 /** What a client caches under its PR lock on an inode: its name, attributes, xattrs and layout. */
@@ -41,6 +47,16 @@ const INTENT_LOOKUP_RETRIES = 4;
 
 interface OpenHandle {
   fid: Fid;
+  /** opened for write (O_WRONLY, O_RDWR, O_TRUNC, or a create): HSM release refuses the file meanwhile */
+  write: boolean;
+}
+
+/** Linux open(2) flags as clients send them. */
+const O_ACCMODE = 0o3;
+const O_TRUNC = 0o1000;
+
+export function opensForWrite(flags: number): boolean {
+  return (flags & O_ACCMODE) !== 0 || (flags & O_TRUNC) !== 0;
 }
 
 const HANDLES_KEY = 'openHandles';
@@ -56,6 +72,12 @@ export class MdtTarget implements TargetService {
   readonly flocks: FlockService;
   /** set by the daemon once its RPC server exists */
   evictor: (exp: ServerExport, reason: string) => void = () => undefined;
+  /** records of every namespace and HSM change, when the MDS keeps a changelog */
+  changelog: ChangelogSink | undefined;
+  /** the HSM coordinator; until set, HSM requests other than release and state answer EAGAIN */
+  coordinator: Coordinator | undefined;
+  /** what the coordinator calls back into: inodes, layouts, objects, completions */
+  readonly hsmHost: MdtHsmHost;
 
   constructor(
     private readonly ns: Namespace,
@@ -64,6 +86,8 @@ export class MdtTarget implements TargetService {
     private readonly log: Logger,
   ) {
     this.name = mdtName(opts.fsname, opts.index);
+    this.changelog = opts.changelog;
+    this.hsmHost = new MdtHsmHost(this, lod, opts.fsname, log);
     this.ldlm = new LdlmServer({
       name: `mdt-${this.name}_UUID`,
       callbackTimeoutMs: opts.ldlmTimeoutMs ?? 20_000,
@@ -127,7 +151,9 @@ export class MdtTarget implements TargetService {
     h.set(Opc.MDS_SET_INFO, async (ctx) => {
       const b = parseBody(SetInfoBody, ctx.body);
       const tpl = b.template === null ? undefined : checkTemplate(b.template);
-      return { body: { inode: await this.underLocks([[b.fid, InodeBit.UPDATE | InodeBit.LAYOUT]], () => ns.setDirDefault(b.fid, tpl)) } };
+      const inode = await this.underLocks([[b.fid, InodeBit.UPDATE | InodeBit.LAYOUT]], () => ns.setDirDefault(b.fid, tpl));
+      await this.record(ctx, { type: CL.LYOUT, tfid: b.fid });
+      return { body: { inode } };
     });
     h.set(Opc.MDS_SYNC, () => ({ body: {} }));
     h.set(Opc.MDS_GET_INFO, async (ctx) => {
@@ -135,6 +161,12 @@ export class MdtTarget implements TargetService {
       if (b.key === 'links') return { body: await ns.links(b.fid) };
       return { body: await ns.fid2path(b.fid, { from: b.link ?? 0, maxBytes: FID2PATH_REPLY_BUDGET }) };
     });
+    registerHsmHandlers(this);
+  }
+
+  /** The namespace this target serves (HSM handlers and the coordinator's host use it). */
+  get namespace(): Namespace {
+    return this.ns;
   }
 
   onConnect(_exp: ServerExport, data: unknown): MdsConnectReply {
@@ -148,10 +180,24 @@ export class MdtTarget implements TargetService {
   onDisconnect(exp: ServerExport): void {
     this.ldlm.dropExport(exp);
     this.flocks.dropExport(exp);
+    this.coordinator?.dropExport(exp);
     const handles = exp.data.get(HANDLES_KEY) as Map<number, OpenHandle> | undefined;
     if (!handles) return;
-    for (const h of handles.values()) void this.closeFid(h.fid);
+    for (const h of handles.values()) void this.dropHandle(h);
     handles.clear();
+  }
+
+  /**
+   * A client went away with the file open: what it wrote may be anywhere between its
+   * cache and the OSTs, so a file it had open for write is HSM-dirty (sanity-hsm 52).
+   */
+  private async dropHandle(h: OpenHandle): Promise<void> {
+    try {
+      if (h.write && (await this.ns.hsmMarkDirty(h.fid))) await this.recordHsm(undefined, h.fid, CLF_HSM_EVENT.STATE, 0, true);
+      await this.closeFid(h.fid, h.write, undefined);
+    } catch (e) {
+      this.log.warn({ fid: fidKey(h.fid), err: (e as Error).message }, 'closing the handle of a departed client failed');
+    }
   }
 
   private handles(exp: ServerExport | undefined): Map<number, OpenHandle> {
@@ -164,12 +210,15 @@ export class MdtTarget implements TargetService {
     return m;
   }
 
-  private async open(ctx: RequestContext, fid: Fid) {
+  private async open(ctx: RequestContext, fid: Fid, write: boolean) {
     const handles = this.handles(ctx.export);
-    const inode = await this.ns.open(fid);
+    // before the open can be seen: an archive running on the file must not complete unaware
+    if (write) this.coordinator?.noteWrite(fid);
+    const { inode, dirtied } = await this.ns.openHsm(fid, { write });
     const handle = this.nextHandle++;
-    handles.set(handle, { fid });
+    handles.set(handle, { fid, write });
     this.stats.opens++;
+    if (dirtied) await this.recordHsm(ctx, fid, CLF_HSM_EVENT.STATE, 0, true);
     return { inode, handle };
   }
 
@@ -179,13 +228,46 @@ export class MdtTarget implements TargetService {
     const h = handles.get(b.handle);
     if (!h || fidKey(h.fid) !== fidKey(b.fid)) throw err('EBADF', `no open handle ${b.handle} for this file`, 'BAD_HANDLE');
     handles.delete(b.handle);
-    await this.closeFid(b.fid);
+    await this.closeFid(b.fid, h.write, ctx);
     return { body: {} };
   }
 
-  private async closeFid(fid: Fid): Promise<void> {
-    const { destroy } = await this.ns.close(fid);
+  private async closeFid(fid: Fid, write: boolean, ctx: RequestContext | undefined): Promise<void> {
+    const { destroy } = await this.ns.close(fid, { write });
     this.destroyObjects(destroy);
+    if (write) await this.record(ctx, { type: CL.CLOSE, tfid: fid });
+  }
+
+  /**
+   * Appends a changelog record for an operation that succeeded, with the caller's ids,
+   * job and NID when there is a request. A changelog failure never fails the operation.
+   */
+  async record(ctx: RequestContext | undefined, rec: ChangelogInput): Promise<void> {
+    const sink = this.changelog;
+    if (!sink) return;
+    const full: ChangelogInput = { ...rec };
+    if (ctx) {
+      full.uid = ctx.uid;
+      full.gid = ctx.gid;
+      if (ctx.jobid) full.jobid = ctx.jobid;
+      const nid = peerNid(ctx.export?.peer);
+      if (nid) full.nid = nid;
+    }
+    try {
+      await sink.append(full);
+    } catch (e) {
+      this.log.warn({ type: rec.type, fid: fidKey(rec.tfid), err: (e as Error).message }, 'changelog append failed');
+    }
+  }
+
+  /** An HSM record: the event and error in the flags, and whether the file is dirty now (read when not given). */
+  async recordHsm(ctx: RequestContext | undefined, fid: Fid, event: number, errval: number, dirty?: boolean): Promise<void> {
+    if (!this.changelog) return;
+    if (dirty === undefined) {
+      const ino = await this.ns.getattr(fid).catch(() => undefined);
+      dirty = ((ino?.hsm?.flags ?? 0) & HS.DIRTY) !== 0;
+    }
+    await this.record(ctx, { type: CL.HSM, tfid: fid, flags: hsmRecordFlags(event, errval, dirty) });
   }
 
   /**
@@ -205,7 +287,7 @@ export class MdtTarget implements TargetService {
   }
 
   /** Runs an update under server-local EX locks, so clients caching what it changes drop it first. */
-  private async underLocks<T>(targets: Array<[Fid, number]>, fn: () => Promise<T>): Promise<T> {
+  async underLocks<T>(targets: Array<[Fid, number]>, fn: () => Promise<T>): Promise<T> {
     const merged = new Map<string, number>();
     for (const [fid, bits] of targets) merged.set(fidKey(fid), (merged.get(fidKey(fid)) ?? 0) | bits);
     const locks = await Promise.all([...merged].map(([res, bits]) => this.ldlm.lockLocal(res, 'ibits', LockMode.EX, { bits })));
@@ -249,13 +331,18 @@ export class MdtTarget implements TargetService {
           this.destroyObjects(layout.objects);
         }
         this.stats.creates++;
-        if (b.open) return { body: await this.open(ctx, inode.fid) };
+        await this.record(ctx, { type: CREATE_RECORD[b.type], tfid: inode.fid, pfid: b.parent, name: b.name });
+        // a create that opens is the writer of the new file
+        if (b.open) return { body: await this.open(ctx, inode.fid, true) };
         return { body: { inode } };
       }
       case ReintOp.OPEN:
-        return { body: await this.open(ctx, b.fid) };
-      case ReintOp.LINK:
-        return { body: { inode: await this.underLocks([[b.parent, U], [b.fid, U]], () => this.ns.link(b.fid, b.parent, b.name)) } };
+        return { body: await this.open(ctx, b.fid, opensForWrite(b.flags)) };
+      case ReintOp.LINK: {
+        const inode = await this.underLocks([[b.parent, U], [b.fid, U]], () => this.ns.link(b.fid, b.parent, b.name));
+        await this.record(ctx, { type: CL.HLINK, tfid: b.fid, pfid: b.parent, name: b.name });
+        return { body: { inode } };
+      }
       case ReintOp.UNLINK: {
         const child = await this.childFid(b.parent, b.name);
         const targets: Array<[Fid, number]> = [[b.parent, U]];
@@ -263,6 +350,7 @@ export class MdtTarget implements TargetService {
         const r = await this.underLocks(targets, () => this.ns.unlink(b.parent, b.name, { dir: b.dir }));
         this.destroyObjects(r.destroy);
         this.stats.unlinks++;
+        await this.record(ctx, { type: b.dir ? CL.RMDIR : CL.UNLNK, tfid: r.inode.fid, pfid: b.parent, name: b.name, flags: lastLinkFlags(r.inode) });
         return { body: { inode: r.inode } };
       }
       case ReintOp.RENAME: {
@@ -275,15 +363,32 @@ export class MdtTarget implements TargetService {
         );
         this.destroyObjects(r.destroy);
         this.stats.renames++;
+        const moved = r.moved ?? src;
+        if (moved) {
+          // Lustre's RENME: t= what the target name named before (replaced or exchanged; zero FID if nothing), s= the moved file
+          const target = b.exchange ? dst : r.replaced?.fid;
+          await this.record(ctx, {
+            type: CL.RENME, tfid: target ?? NO_FID, pfid: b.dstParent, name: b.dstName, sfid: moved, spfid: b.srcParent, sname: b.srcName,
+            flags: r.replaced ? lastLinkFlags(r.replaced) : 0,
+          });
+        }
         return { body: { replaced: r.replaced } };
       }
-      case ReintOp.SETATTR:
-        return { body: { inode: await this.underLocks([[b.fid, U | InodeBit.PERM]], () => this.ns.setattr(b.fid, b.attrs)) } };
+      case ReintOp.SETATTR: {
+        const { inode, dirtied } = await this.underLocks([[b.fid, U | InodeBit.PERM]], () => this.ns.setattrHsm(b.fid, b.attrs));
+        const truncate = b.attrs.size !== undefined;
+        // a truncate is a write: it cancels an archive running on the file
+        if (truncate) this.coordinator?.noteWrite(b.fid);
+        await this.record(ctx, { type: truncate ? CL.TRUNC : CL.SATTR, tfid: b.fid });
+        if (dirtied) await this.recordHsm(ctx, b.fid, CLF_HSM_EVENT.STATE, 0, true);
+        return { body: { inode } };
+      }
       case ReintOp.SETXATTR: {
         await this.underLocks([[b.fid, U | InodeBit.XATTR]], async () => {
           if (b.value === undefined) await this.ns.removexattr(b.fid, b.name);
           else await this.ns.setxattr(b.fid, b.name, Buffer.from(b.value.buffer, b.value.byteOffset, b.value.byteLength), { create: b.create, replace: b.replace });
         });
+        await this.record(ctx, { type: LOV_XATTRS.has(b.name) ? CL.LYOUT : CL.XATTR, tfid: b.fid });
         return { body: {} };
       }
     }
@@ -300,7 +405,8 @@ export class MdtTarget implements TargetService {
     return { pattern: 'raid0', stripeSize, stripeCount: objects.length, stripeOffset, pool, layoutGen: 0, objects };
   }
 
-  private destroyObjects(objects: OstObject[]): void {
+  /** Best effort: an object that cannot be destroyed now is logged and left behind. */
+  destroyObjects(objects: OstObject[]): void {
     for (const o of objects) {
       const osp = this.lod.getOst(o.ostIdx);
       if (!osp) {
@@ -322,7 +428,29 @@ export class MdtTarget implements TargetService {
   }
 }
 
-function requireExport(exp: ServerExport | undefined): ServerExport {
+const CREATE_RECORD: Record<FileType, number> = {
+  reg: CL.CREAT, dir: CL.MKDIR, lnk: CL.SLINK, chr: CL.MKNOD, blk: CL.MKNOD, fifo: CL.MKNOD, sock: CL.MKNOD,
+};
+/** setting these changes a layout (a directory's default): LYOUT rather than XATTR */
+const LOV_XATTRS = new Set(['lustre.lov', 'trusted.lov']);
+/** Lustre's zero FID: a rename record's target when no file was replaced */
+const NO_FID: Fid = { seq: 0, oid: 0, ver: 0 };
+
+/** UNLNK/RMDIR (and RENME of a replaced file): the last name went, and whether an archive copy outlives it. */
+function lastLinkFlags(ino: Inode): number {
+  if (ino.nlink > 0) return 0;
+  return CLF_UNLINK_LAST | ((ino.hsm?.flags ?? 0) & HS.EXISTS ? CLF_UNLINK_HSM_EXISTS : 0);
+}
+
+/** "127.0.0.1:51000" -> "127.0.0.1@tcp" (the NID a changelog record names) */
+export function peerNid(peer: string | undefined): string | undefined {
+  if (!peer) return undefined;
+  const colon = peer.lastIndexOf(':');
+  const addr = (colon > 0 ? peer.slice(0, colon) : peer).replace(/^\[(.*)\]$/, '$1');
+  return addr && addr !== '?' ? `${addr}@tcp` : undefined;
+}
+
+export function requireExport(exp: ServerExport | undefined): ServerExport {
   if (!exp) throw err('ENOTCONN', 'not connected', 'NOT_CONNECTED');
   return exp;
 }

@@ -10,9 +10,10 @@
  */
 import { err } from '../common/errno.js';
 import { FID_SEQ_NORMAL, ROOT_FID, fidEquals, fidFromKey, fidKey, fidToString, isValidFid, type Fid } from '../common/fid.js';
-import { S_IFMT, typeBits, type DirEntry, type FileType, type Inode } from '../common/inode.js';
+import { S_IFMT, typeBits, type DirEntry, type FileType, type HsmAttrs, type Inode } from '../common/inode.js';
 import type { LayoutTemplate, OstObject, Raid0Layout } from '../common/layout.js';
 import { isTimestamp, now, type Timestamp } from '../common/time.js';
+import { HS, HS_ALL, HS_USER_MASK } from '../hsm/flags.js';
 import { isWellFormedKey } from './store/key-order.js';
 import type { MetadataStore, StoreTxn } from './store/types.js';
 import {
@@ -95,6 +96,28 @@ export interface SetattrSpec {
   ctime?: Timestamp;
 }
 
+/** What the releasing client saw of the file (reference §7.2). */
+export interface ReleaseSpec {
+  dataVersion: string;
+  size: number;
+  atime: Timestamp;
+  mtime: Timestamp;
+  ctime: Timestamp;
+}
+
+/** What a copytool reported at the end of an archive. */
+export interface ArchivedCopy {
+  dataVersion: string;
+  size: number;
+  checksum: string;
+}
+
+/** Who asks for an HSM state change: root may change anything, others only HS_USER_MASK on their own files. */
+export interface HsmCred {
+  uid: number;
+  gid: number;
+}
+
 export interface FsRecord {
   name: string;
   /** this MDT's target uuid */
@@ -125,6 +148,8 @@ export class Namespace {
   private readonly fsDefault: FsDefault;
   /** open handles per inode, this process only: none survive a restart */
   private readonly opens = new Map<string, number>();
+  /** of those, the handles opened for write (release refuses such files) */
+  private readonly writers = new Map<string, number>();
 
   constructor(
     private readonly store: MetadataStore,
@@ -419,7 +444,7 @@ export class Namespace {
     dstParent: Fid,
     dstName: string,
     flags: { noReplace?: boolean; exchange?: boolean } = {},
-  ): Promise<{ replaced?: Inode; destroy: OstObject[] }> {
+  ): Promise<{ replaced?: Inode; destroy: OstObject[]; moved?: Fid }> {
     checkFid(srcParent);
     checkFid(dstParent);
     for (const n of [srcName, dstName]) {
@@ -493,19 +518,30 @@ export class Namespace {
       }
       for (const i of [src, sdir, ddir]) c.put(i);
       c.flush();
-      return dst ? { replaced: dst, destroy } : { destroy };
+      return dst ? { replaced: dst, destroy, moved: src.fid } : { destroy, moved: src.fid };
     });
   }
 
   // --- attributes and layouts ---
 
   async setattr(fid: Fid, attrs: SetattrSpec): Promise<Inode> {
+    return (await this.setattrHsm(fid, attrs)).inode;
+  }
+
+  /**
+   * setattr that also says whether it made the file HSM-dirty: a truncate of a file with
+   * an archive copy does. A released file's size cannot change here: its data is only in
+   * the archive, so the client restores it first (ENODATA, as Lustre's released-layout
+   * I/O answers when a truncate needs a restore).
+   */
+  async setattrHsm(fid: Fid, attrs: SetattrSpec): Promise<{ inode: Inode; dirtied: boolean }> {
     checkFid(fid);
     const a = checkSetattr(attrs);
     const t = now();
     return this.store.transact(async (tx) => {
       const c = new InodeCache(tx);
       const ino = await c.must(fid);
+      let dirtied = false;
       let changed = false;
       if (a.mode !== undefined) {
         ino.mode = (ino.mode & S_IFMT) | (a.mode & PERM_BITS);
@@ -522,6 +558,8 @@ export class Namespace {
       if (a.size !== undefined) {
         if (ino.type === 'dir') throw err('EISDIR', 'cannot set the size of a directory');
         if (ino.type !== 'reg') throw err('EINVAL', `cannot set the size of a ${ino.type}`);
+        if (hsmFlagsOf(ino) & HS.RELEASED) throw err('ENODATA', `${fidToString(fid)} is released: restore it before truncating`, 'RELEASED');
+        dirtied = markDirty(ino);
         ino.size = a.size;
         changed = true;
       }
@@ -539,7 +577,7 @@ export class Namespace {
         c.put(ino);
         c.flush();
       }
-      return ino;
+      return { inode: ino, dirtied };
     });
   }
 
@@ -693,27 +731,52 @@ export class Namespace {
 
   // --- open files and orphans ---
 
-  async open(fid: Fid): Promise<Inode> {
+  async open(fid: Fid, opts: { write?: boolean } = {}): Promise<Inode> {
+    return (await this.openHsm(fid, opts)).inode;
+  }
+
+  /**
+   * Opens a file; an open for write of a file with an archive copy makes it HSM-dirty
+   * (`dirtied`), in the same transaction, so no archive can complete in between unseen.
+   */
+  async openHsm(fid: Fid, opts: { write?: boolean } = {}): Promise<{ inode: Inode; dirtied: boolean }> {
     checkFid(fid);
+    const write = opts?.write === true;
     // count first: an unlink that runs meanwhile then sees the file open and keeps it
     const k = fidKey(fid);
     this.opens.set(k, (this.opens.get(k) ?? 0) + 1);
+    if (write) this.writers.set(k, (this.writers.get(k) ?? 0) + 1);
     try {
       // through a transaction: an unlink deciding right now must be seen, not the older durable state
-      const ino = await this.store.transact((tx) => tx.get<Inode>(K.inode(fid)));
-      if (!ino) throw err('ENOENT', `no inode ${fidToString(fid)}`);
-      return ino;
+      return await this.store.transact(async (tx) => {
+        const c = new InodeCache(tx);
+        const ino = await c.get(fid);
+        if (!ino) throw err('ENOENT', `no inode ${fidToString(fid)}`);
+        const dirtied = write && ino.type === 'reg' && markDirty(ino);
+        if (dirtied) {
+          c.put(ino);
+          c.flush();
+        }
+        return { inode: ino, dirtied };
+      });
     } catch (e) {
       this.decOpen(k);
+      if (write) decCount(this.writers, k);
       throw e;
     }
   }
 
-  async close(fid: Fid): Promise<{ destroy: OstObject[] }> {
+  /** Whether some handle of this MDT has the file open for write right now. */
+  isOpenForWrite(fid: Fid): boolean {
+    return (this.writers.get(fidKey(fid)) ?? 0) > 0;
+  }
+
+  async close(fid: Fid, opts: { write?: boolean } = {}): Promise<{ destroy: OstObject[] }> {
     checkFid(fid);
     const k = fidKey(fid);
     if (!this.opens.get(k)) throw err('EBADF', `${fidToString(fid)} is not open`);
     this.decOpen(k);
+    if (opts?.write === true) decCount(this.writers, k);
     if (this.isOpen(fid)) return { destroy: [] };
     // in a transaction: the unlink that made it an orphan may not be durable yet
     const destroy = await this.store.transact(async (tx) => (this.isOpen(fid) ? [] : this.reapOrphan(tx, fid)));
@@ -736,6 +799,182 @@ export class Namespace {
       destroy.push(...objs);
     }
     return destroy;
+  }
+
+  // --- HSM state (reference §7) ---
+
+  /** The file's HSM attributes; no flags and archive 0 when it never had any. */
+  async hsmState(fid: Fid): Promise<HsmAttrs> {
+    return { ...emptyHsm(), ...(await this.getattr(fid)).hsm };
+  }
+
+  /**
+   * lfs hsm_set / hsm_clear: sets then clears bits, and sets the archive id when given.
+   * With `cred` of a user other than root, only HS_USER_MASK bits of the user's own files
+   * may change (EPERM). RELEASED only moves through release and restore (EINVAL), and the
+   * result must be a consistent state (DIRTY needs EXISTS, as Lustre checks).
+   */
+  async hsmSetState(fid: Fid, set: number, clear: number, archiveId?: number, cred?: HsmCred): Promise<Inode> {
+    checkFid(fid);
+    if (!isU32(set) || !isU32(clear) || ((set | clear) & ~HS_ALL) !== 0) throw err('EINVAL', 'unknown HSM flags', 'BAD_HSM_FLAGS');
+    if (((set | clear) & HS.RELEASED) !== 0) throw err('EINVAL', 'RELEASED is set by hsm_release and cleared by restore only', 'BAD_HSM_FLAGS');
+    if (archiveId !== undefined && !isU32(archiveId)) throw err('EINVAL', `bad archive id ${String(archiveId)}`, 'BAD_ARCHIVE_ID');
+    const root = cred === undefined || cred.uid === 0;
+    if (!root && ((set | clear) & ~HS_USER_MASK) !== 0) throw err('EPERM', 'only root may change HSM flags other than norelease, noarchive and dirty');
+    if (!root && archiveId !== undefined) throw err('EPERM', 'only root may change the archive id of a file');
+    return this.store.transact(async (tx) => {
+      const c = new InodeCache(tx);
+      const ino = await c.must(fid);
+      if (ino.type !== 'reg') throw err('EINVAL', `a ${ino.type} has no HSM state`, 'NOT_REGULAR');
+      if (!root && ino.uid !== cred!.uid) throw err('EPERM', `only the owner or root may change the HSM flags of ${fidToString(fid)}`);
+      const h: HsmAttrs = { ...emptyHsm(), ...ino.hsm };
+      h.flags = (h.flags | set) & ~clear;
+      if (archiveId !== undefined) h.archiveId = archiveId;
+      checkHsmConsistent(h.flags);
+      ino.hsm = h;
+      c.put(ino);
+      c.flush();
+      return ino;
+    });
+  }
+
+  /** Sets DIRTY when the file has an archive copy (and is not released); answers whether it did. */
+  async hsmMarkDirty(fid: Fid): Promise<boolean> {
+    checkFid(fid);
+    return this.store.transact(async (tx) => {
+      const c = new InodeCache(tx);
+      const ino = await c.get(fid);
+      if (!ino || ino.type !== 'reg' || !markDirty(ino)) return false;
+      c.put(ino);
+      c.flush();
+      return true;
+    });
+  }
+
+  /**
+   * Synchronous release: checks that the archive copy is current and complete, installs
+   * the released stub layout, keeps the size and times the client saw, and answers the
+   * objects to destroy. Already released: nothing to do. Refused with EPERM for a state
+   * that forbids it (Lustre's mdt_hsm_release) and EBUSY while open for write.
+   * `released` says whether this call released it.
+   */
+  async hsmRelease(fid: Fid, spec: ReleaseSpec): Promise<{ inode: Inode; destroy: OstObject[]; released: boolean }> {
+    checkFid(fid);
+    const r = checkReleaseSpec(spec);
+    return this.store.transact(async (tx) => {
+      const c = new InodeCache(tx);
+      const ino = await c.must(fid);
+      if (ino.type !== 'reg') throw err('EINVAL', `a ${ino.type} cannot be released`, 'NOT_REGULAR');
+      const h: HsmAttrs = { ...emptyHsm(), ...ino.hsm };
+      if (h.flags & HS.RELEASED) return { inode: ino, destroy: [], released: false };
+      if (this.isOpenForWrite(fid)) throw err('EBUSY', `${fidToString(fid)} is open for write`, 'OPEN_FOR_WRITE');
+      const need = HS.EXISTS | HS.ARCHIVED;
+      if ((h.flags & need) !== need) throw err('EPERM', `${fidToString(fid)} has no current archive copy`, 'NOT_ARCHIVED');
+      if (h.flags & HS.DIRTY) throw err('EPERM', `${fidToString(fid)} changed since it was archived`, 'DIRTY');
+      if (h.flags & HS.NORELEASE) throw err('EPERM', `${fidToString(fid)} is marked never_release`, 'NORELEASE');
+      if (h.flags & HS.LOST) throw err('EPERM', `the archive copy of ${fidToString(fid)} is lost`, 'LOST');
+      if (h.archVer !== r.dataVersion) throw err('EPERM', `the data of ${fidToString(fid)} is not the archived version`, 'DATA_VERSION');
+      if (h.archSize !== undefined && h.archSize !== r.size) {
+        throw err('EPERM', `${fidToString(fid)} is ${r.size} bytes, its archive copy ${h.archSize}`, 'ARCHIVE_SIZE');
+      }
+      const old = ino.layout;
+      if (!old) throw err('EINVAL', `${fidToString(fid)} has no layout to release`, 'NO_LAYOUT');
+      const stub: Raid0Layout = {
+        pattern: 'released',
+        stripeSize: old.stripeSize,
+        stripeCount: old.stripeCount,
+        stripeOffset: old.stripeOffset,
+        layoutGen: old.layoutGen + 1,
+        objects: [],
+      };
+      if (old.pool !== undefined) stub.pool = old.pool;
+      ino.layout = stub;
+      ino.size = r.size;
+      ino.atime = r.atime;
+      ino.mtime = r.mtime;
+      ino.ctime = r.ctime;
+      ino.hsm = { ...h, flags: h.flags | HS.RELEASED };
+      c.put(ino);
+      c.flush();
+      return { inode: ino, destroy: old.pattern === 'raid0' ? old.objects.map((o) => ({ ...o })) : [], released: true };
+    });
+  }
+
+  /**
+   * An archive finished: the copy exists and is current (DIRTY cleared), unless the file is
+   * still open for write, which may change it again any moment (then DIRTY stays set).
+   */
+  async hsmCompleteArchive(fid: Fid, archiveId: number, copy: ArchivedCopy, stillOpenForWrite: boolean): Promise<Inode> {
+    checkFid(fid);
+    if (!isU32(archiveId) || archiveId === 0) throw err('EINVAL', `bad archive id ${String(archiveId)}`, 'BAD_ARCHIVE_ID');
+    const a = checkArchivedCopy(copy);
+    return this.store.transact(async (tx) => {
+      const c = new InodeCache(tx);
+      const ino = await c.must(fid);
+      if (ino.type !== 'reg') throw err('EINVAL', `a ${ino.type} cannot be archived`, 'NOT_REGULAR');
+      const old: HsmAttrs = { ...emptyHsm(), ...ino.hsm };
+      if (old.flags & HS.RELEASED) throw err('EINVAL', `${fidToString(fid)} is released: its data is only in the archive`, 'RELEASED');
+      let flags = (old.flags | HS.EXISTS | HS.ARCHIVED) & ~(HS.DIRTY | HS.LOST);
+      if (stillOpenForWrite || this.isOpenForWrite(fid)) flags |= HS.DIRTY;
+      ino.hsm = { flags, archiveId, archVer: a.dataVersion, archSize: a.size, archChecksum: a.checksum };
+      c.put(ino);
+      c.flush();
+      return ino;
+    });
+  }
+
+  /**
+   * A restore finished: `layout` (fresh objects holding the archived data) replaces the
+   * released stub, one generation later. The size and times stay. `dataVersion`, when
+   * known, is the restored objects' data version: the archive copy is current for it, so
+   * the file can be released again without a new archive. Completing the same restore
+   * twice (a replay) is a no-op.
+   */
+  async hsmCompleteRestore(fid: Fid, layout: Raid0Layout, dataVersion?: string): Promise<Inode> {
+    checkFid(fid);
+    const l = validateLayout(layout);
+    if (l.pattern !== 'raid0') throw err('EINVAL', 'a restore installs a raid0 layout', 'BAD_LAYOUT');
+    if (dataVersion !== undefined && (typeof dataVersion !== 'string' || dataVersion.length === 0)) throw err('EINVAL', 'bad data version', 'BAD_DATA_VERSION');
+    return this.store.transact(async (tx) => {
+      const c = new InodeCache(tx);
+      const ino = await c.must(fid);
+      const h: HsmAttrs = { ...emptyHsm(), ...ino.hsm };
+      if (!(h.flags & HS.RELEASED)) {
+        if (ino.layout && sameObjects(ino.layout.objects, l.objects)) return ino;
+        throw err('EINVAL', `${fidToString(fid)} is not released`, 'NOT_RELEASED');
+      }
+      ino.layout = { ...l, layoutGen: (ino.layout?.layoutGen ?? 0) + 1 };
+      h.flags &= ~HS.RELEASED;
+      if (dataVersion !== undefined) h.archVer = dataVersion;
+      ino.hsm = h;
+      await noteObjectsUsed(tx, l.objects);
+      c.put(ino);
+      c.flush();
+      return ino;
+    });
+  }
+
+  /**
+   * The archive copy was removed: the file no longer has one. A FID whose inode is gone
+   * (the policy engine removing copies of deleted files) has nothing to update: undefined.
+   */
+  async hsmCompleteRemove(fid: Fid): Promise<Inode | undefined> {
+    checkFid(fid);
+    return this.store.transact(async (tx) => {
+      const c = new InodeCache(tx);
+      const ino = await c.get(fid);
+      if (!ino) return undefined;
+      const h: HsmAttrs = { ...emptyHsm(), ...ino.hsm };
+      if (h.flags & HS.RELEASED) throw err('EBUSY', `${fidToString(fid)} is released: the archive holds its only copy`, 'RELEASED');
+      h.flags &= ~(HS.EXISTS | HS.ARCHIVED | HS.DIRTY);
+      delete h.archVer;
+      delete h.archSize;
+      delete h.archChecksum;
+      ino.hsm = h;
+      c.put(ino);
+      c.flush();
+      return ino;
+    });
   }
 
   // --- counters and records ---
@@ -791,9 +1030,7 @@ export class Namespace {
   }
 
   private decOpen(k: string): void {
-    const n = (this.opens.get(k) ?? 0) - 1;
-    if (n > 0) this.opens.set(k, n);
-    else this.opens.delete(k);
+    decCount(this.opens, k);
   }
 
   /** One name of `ino` is gone: drop the link and, at zero, orphan or delete it. */
@@ -1018,6 +1255,65 @@ async function noteObjectsUsed(tx: StoreTxn, objects: OstObject[]): Promise<void
     const cur = await tx.get<{ seq: number; oid: number }>(key);
     if (!cur || compareObjectIds(id, cur) > 0) tx.put(key, { seq: id.seq, oid: id.oid });
   }
+}
+
+function decCount(m: Map<string, number>, k: string): void {
+  const n = (m.get(k) ?? 0) - 1;
+  if (n > 0) m.set(k, n);
+  else m.delete(k);
+}
+
+function sameObjects(a: OstObject[], b: OstObject[]): boolean {
+  return a.length === b.length && a.every((o, i) => o.ostIdx === b[i]!.ostIdx && o.seq === b[i]!.seq && o.oid === b[i]!.oid);
+}
+
+// --- HSM state helpers ---
+
+function emptyHsm(): HsmAttrs {
+  return { flags: 0, archiveId: 0 };
+}
+
+function hsmFlagsOf(ino: Inode): number {
+  return ino.hsm?.flags ?? 0;
+}
+
+/** A modification of a file with a current archive copy makes the copy stale: DIRTY. */
+function markDirty(ino: Inode): boolean {
+  const f = hsmFlagsOf(ino);
+  if (!(f & HS.EXISTS) || f & (HS.DIRTY | HS.RELEASED)) return false;
+  ino.hsm = { ...emptyHsm(), ...ino.hsm, flags: f | HS.DIRTY };
+  return true;
+}
+
+/** Lustre's mdt_hsm_state_set consistency rules. */
+function checkHsmConsistent(flags: number): void {
+  if (flags & HS.DIRTY && !(flags & HS.EXISTS)) throw err('EINVAL', 'dirty needs exists: no archive copy can be stale', 'BAD_HSM_FLAGS');
+  if (flags & HS.RELEASED && (flags & (HS.EXISTS | HS.ARCHIVED)) !== (HS.EXISTS | HS.ARCHIVED)) {
+    throw err('EINVAL', 'a released file must keep exists and archived: the archive holds its data', 'BAD_HSM_FLAGS');
+  }
+  if (flags & HS.RELEASED && flags & HS.DIRTY) throw err('EINVAL', 'a released file cannot be dirty', 'BAD_HSM_FLAGS');
+}
+
+function checkReleaseSpec(spec: ReleaseSpec): ReleaseSpec {
+  if (!spec || typeof spec !== 'object') throw err('EINVAL', 'missing release spec');
+  if (typeof spec.dataVersion !== 'string' || spec.dataVersion.length === 0) throw err('EINVAL', 'bad data version', 'BAD_DATA_VERSION');
+  if (!Number.isSafeInteger(spec.size) || spec.size < 0) throw err('EINVAL', `bad size ${String(spec.size)}`, 'BAD_SIZE');
+  for (const f of ['atime', 'mtime', 'ctime'] as const) if (!isTimestamp(spec[f])) throw err('EINVAL', `bad ${f}`, 'BAD_TIME');
+  return {
+    dataVersion: spec.dataVersion,
+    size: spec.size,
+    atime: { sec: spec.atime.sec, nsec: spec.atime.nsec },
+    mtime: { sec: spec.mtime.sec, nsec: spec.mtime.nsec },
+    ctime: { sec: spec.ctime.sec, nsec: spec.ctime.nsec },
+  };
+}
+
+function checkArchivedCopy(copy: ArchivedCopy): ArchivedCopy {
+  if (!copy || typeof copy !== 'object') throw err('EINVAL', 'missing archive result');
+  if (typeof copy.dataVersion !== 'string' || copy.dataVersion.length === 0) throw err('EINVAL', 'bad data version', 'BAD_DATA_VERSION');
+  if (!Number.isSafeInteger(copy.size) || copy.size < 0) throw err('EINVAL', `bad archived size ${String(copy.size)}`, 'BAD_SIZE');
+  if (typeof copy.checksum !== 'string' || copy.checksum.length === 0) throw err('EINVAL', 'bad checksum', 'BAD_CHECKSUM');
+  return { dataVersion: copy.dataVersion, size: copy.size, checksum: copy.checksum };
 }
 
 function applyDirDefault(ino: Inode, tpl: LayoutTemplate | undefined): void {

@@ -637,9 +637,11 @@ export class Import extends EventEmitter {
     if (o.evicted) this.evicted(nid);
     for (const r of this.resendList) this.disarmWait(r);
     for (const r of this.queue) this.disarmWait(r);
-    // The target lost our export (evicted, or restarted): every lock we held there is gone.
-    if (newExport) this.notify('new-export', { evicted: o.evicted });
     this.setState('FULL');
+    // The target lost our export (evicted, or restarted): every lock we held there is gone.
+    // Announced once FULL, so a listener's requests (a copytool registering again) queue
+    // on this connection instead of starting a second connect; pump() sends them below.
+    if (newExport) this.notify('new-export', { evicted: o.evicted });
     for (const w of this.connectWaiters.splice(0)) {
       clearTimeout(w.timer);
       w.resolve(o.data);
