@@ -211,6 +211,7 @@ test('HSM events: archive, dirty, release, restore, hsm_set, and the unlink of a
   await until('the ARCHIVE record', hsm(hsmRecordFlags(CLF_HSM_EVENT.ARCHIVE, 0, false)));
 
   const w = await client.open(f.fid, O_WRONLY);
+  await client.write(w, 0, Buffer.alloc(10, 8));
   await client.close(w);
   await until('the dirty STATE record', hsm(hsmRecordFlags(CLF_HSM_EVENT.STATE, 0, true)));
   await client.hsm.request({ action: 'archive', fids: [f.fid] });

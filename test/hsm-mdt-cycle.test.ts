@@ -180,17 +180,21 @@ test('only root archives or releases; users may restore', async () => {
   assert.deepEqual(await client.hsm.request({ action: 'restore', fids: [fid] }, ALICE), { cookies: [0] }, 'not released: nothing to restore');
 });
 
-test('an open for write and a truncate make an archived file dirty; a read-only open does not', async () => {
+test('a write and a truncate make an archived file dirty; opens without writes do not', async () => {
   const fid = await newFile('dirty');
   await archive(fid);
   assert.equal(await flags(fid), HS.EXISTS | HS.ARCHIVED);
   const r = await client.open(fid, 0);
   await client.close(r);
   assert.equal(await flags(fid), HS.EXISTS | HS.ARCHIVED, 'read-only open');
+  const t = await client.open(fid, O_WRONLY);
+  await client.close(t);
+  assert.equal(await flags(fid), HS.EXISTS | HS.ARCHIVED, 'an open for write with no write (touch does that)');
   const w = await client.open(fid, O_WRONLY);
-  assert.equal(await flags(fid), HS.EXISTS | HS.ARCHIVED | HS.DIRTY, 'open for write');
-  assert.equal((w.inode.hsm?.flags ?? 0) & HS.DIRTY, HS.DIRTY, 'the open answers the dirty inode');
+  await client.write(w, 0, Buffer.from('x'));
+  assert.equal(await flags(fid), HS.EXISTS | HS.ARCHIVED, 'not before the close: the writer may still be writing');
   await client.close(w);
+  assert.equal(await flags(fid), HS.EXISTS | HS.ARCHIVED | HS.DIRTY, 'the close of a handle that wrote');
 
   await archive(fid);
   assert.equal(await flags(fid), HS.EXISTS | HS.ARCHIVED, 'archived again: clean');

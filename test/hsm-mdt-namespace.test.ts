@@ -67,16 +67,18 @@ test('users change only norelease, noarchive and dirty, and only on their own fi
     await assert.rejects(ns.hsmSetState(d.fid, HS.NOARCHIVE, 0), code('NOT_REGULAR'));
   }));
 
-test('an open for write or a truncate makes an archived file dirty; reads and other setattrs do not', () =>
+test('a modified close (hsmMarkDirty) or a truncate makes an archived file dirty; opens and other setattrs do not', () =>
   withNamespace(async ({ ns, fids }) => {
     const a = await archived(ns, fids, 'a');
     assert.equal((await ns.openHsm(a, { write: false })).dirtied, false);
     await ns.setattr(a, { mode: 0o600 });
     assert.equal((await ns.hsmState(a)).flags, HS.EXISTS | HS.ARCHIVED);
     const w = await ns.openHsm(a, { write: true });
-    assert.equal(w.dirtied, true);
-    assert.equal(w.inode.hsm?.flags, HS.EXISTS | HS.ARCHIVED | HS.DIRTY);
-    assert.equal((await ns.openHsm(a, { write: true })).dirtied, false, 'already dirty');
+    assert.equal(w.dirtied, false, 'an open for write alone changes no data');
+    assert.equal(await ns.hsmMarkDirty(a), true, 'what the close of a handle that wrote does');
+    assert.equal((await ns.hsmState(a)).flags, HS.EXISTS | HS.ARCHIVED | HS.DIRTY);
+    await ns.openHsm(a, { write: true });
+    assert.equal(await ns.hsmMarkDirty(a), false, 'already dirty');
     await ns.close(a, { write: true });
     await ns.close(a, { write: true });
     await ns.close(a);
@@ -108,9 +110,9 @@ test('release refuses a file whose archive copy is missing, stale or must stay, 
     await ns.open(f, { write: true });
     await assert.rejects(ns.hsmRelease(f, RELEASE), code('OPEN_FOR_WRITE'));
     assert.equal(ns.isOpenForWrite(f), true);
+    await ns.hsmMarkDirty(f); // the writer's close: it wrote
     await ns.close(f, { write: true });
     assert.equal(ns.isOpenForWrite(f), false);
-    // the last check left it dirty: the open for write made the copy stale
     await assert.rejects(ns.hsmRelease(f, RELEASE), code('DIRTY'));
     const ino = await ns.getattr(f);
     assert.deepEqual(ino.layout?.objects, objects, 'nothing changed');

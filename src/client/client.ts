@@ -31,6 +31,7 @@ import { EXTENT_EOF } from '../ldlm/extent.js';
 import { InodeBit } from '../ldlm/inodebits.js';
 import type { ClientLock } from '../ldlm/client.js';
 import { HsmMdc } from './hsm-mdc.js';
+import { HS } from '../hsm/flags.js';
 import { HSM_ACTIONS_KEY, type HsmActionList } from '../hsm/protocol.js';
 import type { CallbackContext } from '../ptlrpc/client.js';
 import { DEFAULT_RESTORE_TIMEOUT_MS, RestoreWaiter, isReleasedInode } from './restore.js';
@@ -79,6 +80,8 @@ export interface OpenFile {
   fid: Fid;
   handle: number;
   inode: Inode;
+  /** data was written through this handle: the close tells the MDT (HSM dirty) */
+  modified?: boolean;
 }
 
 export type { StatFs as FsStatfs } from '../common/statfs.js';
@@ -413,8 +416,17 @@ export class StriaClient {
         noteKnownSizes(held!, layout, attrs.size, true);
       }
       if (layout && touchesObjects) {
+        // An archived, clean file whose times alone change keeps a current archive copy: the
+        // data version (object ctimes) moves under our PW locks, so carry the record along.
+        const h = inode.hsm;
+        const rebase = attrs.size === undefined && h?.archVer !== undefined && (h.flags & (HS.EXISTS | HS.ARCHIVED | HS.DIRTY)) === (HS.EXISTS | HS.ARCHIVED);
+        const from = rebase ? await this.dataVersionOf(inode) : undefined;
         // Object times feed stat's merged times: keep them from overriding explicit ones.
         await this.io.setTimes(layout, { mtime: mdtAttrs.mtime, atime: attrs.atime });
+        if (from !== undefined && from === h!.archVer) {
+          const to = await this.dataVersionOf(inode);
+          if (to !== from) await this.hsm.setState({ fid, set: 0, clear: 0, rebase: { from, to } }, cred);
+        }
       }
       inode = await this.mdc.setattr(fid, mdtAttrs, await this.elc([[fid, InodeBit.UPDATE | InodeBit.PERM]]));
     } finally {
@@ -430,7 +442,7 @@ export class StriaClient {
   }
 
   async close(f: OpenFile): Promise<void> {
-    await this.mdc.close(f.fid, f.handle);
+    await this.mdc.close(f.fid, f.handle, f.modified === true);
   }
 
   private dataLayout(f: OpenFile): Raid0Layout | undefined {
@@ -507,6 +519,7 @@ export class StriaClient {
         let at = offset;
         if (opts.append) at = (await this.io.glimpse(layout)).size;
         checkRange(at, data.length);
+        f.modified = true;
         await this.io.write(layout, at, data, opts.sync);
         noteKnownSizes(held, layout, at + data.length);
         return { written: data.length, offset: at };

@@ -87,8 +87,8 @@ export class MdtClient {
     return this.call(Opc.MDS_REINT, { op: ReintOp.OPEN, fid, flags });
   }
 
-  async close(fid: Fid, handle: number): Promise<void> {
-    await this.call(Opc.MDS_CLOSE, { fid, handle });
+  async close(fid: Fid, handle: number, modified = false): Promise<void> {
+    await this.call(Opc.MDS_CLOSE, modified ? { fid, handle, modified } : { fid, handle });
   }
 
   async link(fid: Fid, parent: Fid, name: string, cancels?: number[]): Promise<Inode> {

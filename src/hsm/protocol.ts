@@ -71,6 +71,12 @@ export const HsmStateSetBody = z.object({
   clear: zU32,
   /** with --archive-id: the archive the copy lives in */
   archiveId: zU32.optional(),
+  /**
+   * Only the objects' times changed (utimes under PW locks on every object): the archive copy
+   * still matches, so its recorded data version moves from `from` to `to`. Ignored unless
+   * `from` is the recorded version and the file is archived and clean.
+   */
+  rebase: z.object({ from: z.string().min(1).max(128), to: z.string().min(1).max(128) }).optional(),
 });
 export type HsmStateSetBody = z.infer<typeof HsmStateSetBody>;
 

@@ -45,6 +45,13 @@ export function registerHsmHandlers(mdt: MdtTarget): void {
   h.set(Opc.MDS_HSM_STATE_SET, async (ctx) => {
     const b = parseBody(HsmStateSetBody, ctx.body);
     const cred = { uid: ctx.uid, gid: ctx.gid };
+    if (b.rebase) {
+      // the version moves only from the recorded one, so any user's utimes may carry it along
+      if (b.set !== 0 || b.clear !== 0 || b.archiveId !== undefined) throw err('EINVAL', 'a data version rebase changes no flags', 'BAD_REQUEST');
+      await ns.hsmRebaseVersion(b.fid, b.rebase.from, b.rebase.to);
+      const h = await ns.hsmState(b.fid);
+      return { body: { flags: h.flags, archiveId: h.archiveId } satisfies HsmStateReply };
+    }
     const inode = await mdt.underLocks([[b.fid, InodeBit.UPDATE]], () => ns.hsmSetState(b.fid, b.set, b.clear, b.archiveId, cred));
     const s = inode.hsm ?? { flags: 0, archiveId: 0 };
     await mdt.recordHsm(ctx, b.fid, CLF_HSM_EVENT.STATE, 0, (s.flags & HS.DIRTY) !== 0);

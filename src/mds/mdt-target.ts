@@ -228,6 +228,11 @@ export class MdtTarget implements TargetService {
     const h = handles.get(b.handle);
     if (!h || fidKey(h.fid) !== fidKey(b.fid)) throw err('EBADF', `no open handle ${b.handle} for this file`, 'BAD_HANDLE');
     handles.delete(b.handle);
+    // DIRTY before the handle stops counting as a writer: a release in between must not pass
+    if (h.write && b.modified) {
+      this.coordinator?.noteWrite(b.fid);
+      if (await this.ns.hsmMarkDirty(b.fid)) await this.recordHsm(ctx, b.fid, CLF_HSM_EVENT.STATE, 0, true);
+    }
     await this.closeFid(b.fid, h.write, ctx);
     return { body: {} };
   }

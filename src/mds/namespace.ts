@@ -748,17 +748,11 @@ export class Namespace {
     if (write) this.writers.set(k, (this.writers.get(k) ?? 0) + 1);
     try {
       // through a transaction: an unlink deciding right now must be seen, not the older durable state
-      return await this.store.transact(async (tx) => {
-        const c = new InodeCache(tx);
-        const ino = await c.get(fid);
-        if (!ino) throw err('ENOENT', `no inode ${fidToString(fid)}`);
-        const dirtied = write && ino.type === 'reg' && markDirty(ino);
-        if (dirtied) {
-          c.put(ino);
-          c.flush();
-        }
-        return { inode: ino, dirtied };
-      });
+      // An open for write alone changes no data (touch opens O_WRONLY): the close that
+      // follows writes says whether the archive copy went stale (Lustre's MDS_DATA_MODIFIED).
+      const ino = await this.store.transact((tx) => tx.get<Inode>(K.inode(fid)));
+      if (!ino) throw err('ENOENT', `no inode ${fidToString(fid)}`);
+      return { inode: ino, dirtied: false };
     } catch (e) {
       this.decOpen(k);
       if (write) decCount(this.writers, k);
@@ -835,6 +829,26 @@ export class Namespace {
       c.put(ino);
       c.flush();
       return ino;
+    });
+  }
+
+  /**
+   * A times-only change of the objects moved the data version from `from` to `to` without
+   * touching the data: an archived, clean copy recorded at `from` is still current.
+   * Answers whether the recorded version moved.
+   */
+  async hsmRebaseVersion(fid: Fid, from: string, to: string): Promise<boolean> {
+    checkFid(fid);
+    return this.store.transact(async (tx) => {
+      const c = new InodeCache(tx);
+      const ino = await c.get(fid);
+      const h = ino?.hsm;
+      if (!ino || !h || h.archVer !== from) return false;
+      if ((h.flags & (HS.EXISTS | HS.ARCHIVED | HS.DIRTY | HS.RELEASED)) !== (HS.EXISTS | HS.ARCHIVED)) return false;
+      ino.hsm = { ...h, archVer: to };
+      c.put(ino);
+      c.flush();
+      return true;
     });
   }
 

@@ -24,7 +24,8 @@ export const FidBody = z.object({ fid: zFid, lock: LockIntent });
 export const LookupBody = z.object({ parent: zFid, name, lock: LockIntent });
 /** Early lock cancel: handles of the sender's own locks that a modifying request would revoke. */
 export const EarlyCancels = z.object({ cancels: z.array(zSafeUint).max(64).optional() });
-export const CloseBody = z.object({ fid: zFid, handle: zSafeUint });
+/** `modified`: data was written through this handle (the archive copy, if any, is stale now) */
+export const CloseBody = z.object({ fid: zFid, handle: zSafeUint, modified: z.boolean().optional() });
 export const ReadpageBody = z.object({ fid: zFid, cookie: zSafeUint, limit: z.number().int().min(1).max(10000) });
 export const GetxattrBody = z.union([
   z.object({ fid: zFid, name: z.string().min(1).max(4096) }),
