@@ -8,6 +8,7 @@
  *   STRIA_BENCH_HSM_FILES   number of small files (default 1000)
  *   STRIA_BENCH_HSM_KB      size of each small file in KiB (default 64)
  *   STRIA_BENCH_HSM_WORKERS copytool workers, and parallel uploads of the baseline (default 4)
+ *   STRIA_BENCH_HSM_MAX_REQUESTS  the coordinator's mdt.*.hsm.max_requests (default 3, Lustre's)
  *
  * Prints a table and one JSON line.
  */
@@ -18,6 +19,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { TestCluster, STRIA_BIN } from '../test/helpers/cluster.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { startS3Server, type TestS3Server } from '../test/helpers/s3-server.js';
+import { lctl } from '../test/helpers/lctl.js';
 import type { StriaClient } from '../src/client/client.js';
 import type { Fid } from '../src/common/fid.js';
 import { HS } from '../src/hsm/flags.js';
@@ -26,6 +28,7 @@ const LARGE_MB = Number(process.env.STRIA_BENCH_HSM_MB ?? 256);
 const SMALL_FILES = Number(process.env.STRIA_BENCH_HSM_FILES ?? 1000);
 const SMALL_KB = Number(process.env.STRIA_BENCH_HSM_KB ?? 64);
 const WORKERS = Number(process.env.STRIA_BENCH_HSM_WORKERS ?? 4);
+const MAX_REQUESTS = Number(process.env.STRIA_BENCH_HSM_MAX_REQUESTS ?? 3);
 const PART = 8 << 20;
 const CHUNK = 4 << 20;
 const WAIT_LIMIT_MS = 30 * 60_000;
@@ -111,6 +114,8 @@ async function main(): Promise<void> {
   let c: StriaClient | undefined;
   try {
     await started(copytool, 'copytool started', 30_000);
+    const set = await lctl(cluster.runDir, 'set_param', `mdt.*.hsm.max_requests=${MAX_REQUESTS}`);
+    if (set.code !== 0) throw new Error(`lctl set_param max_requests: ${set.stderr}`);
     c = await cluster.mount();
     const dir = await c.mkdir(c.root, 'hsm-bench', { mode: 0o755, cred: root });
 
@@ -204,14 +209,14 @@ function* chunks(b: Buffer): Generator<Buffer> {
 
 function print(rows: Row[]): void {
   const mib = (r: Row, sec: number) => r.bytes / (1 << 20) / sec;
-  console.log(`HSM throughput against s3rver on loopback; copytool workers ${WORKERS}; baseline: the same bytes straight through the AWS SDK`);
+  console.log(`HSM throughput against s3rver on loopback; copytool workers ${WORKERS}, hsm.max_requests ${MAX_REQUESTS}; baseline: the same bytes straight through the AWS SDK (${WORKERS} in parallel)`);
   console.log(`${'operation'.padEnd(34)}${'Stria MiB/s'.padStart(13)}${'files/s'.padStart(10)}${'S3 direct MiB/s'.padStart(17)}${'ratio'.padStart(8)}`);
   for (const r of rows) {
     const s = mib(r, r.striaSec);
     const b = mib(r, r.s3Sec);
     console.log(`${r.what.padEnd(34)}${s.toFixed(1).padStart(13)}${(r.files / r.striaSec).toFixed(0).padStart(10)}${b.toFixed(1).padStart(17)}${(s / b).toFixed(2).padStart(8)}`);
   }
-  console.log(JSON.stringify({ bench: 'hsm', workers: WORKERS, rows: rows.map((r) => ({ ...r, striaMiBs: mib(r, r.striaSec), s3MiBs: mib(r, r.s3Sec) })) }));
+  console.log(JSON.stringify({ bench: 'hsm', workers: WORKERS, maxRequests: MAX_REQUESTS, rows: rows.map((r) => ({ ...r, striaMiBs: mib(r, r.striaSec), s3MiBs: mib(r, r.s3Sec) })) }));
 }
 
 await main();
