@@ -196,6 +196,82 @@ int send(Settled &st, F &&reply) {
   return rc;
 }
 
+// ---- inline reading (JS thread) ----
+
+void deliver(napi_env env, napi_value fn, Session *s, Req *r);
+
+// Requests read per wake-up before other work gets its turn (libuv polls level-triggered,
+// so what is left is read on the next loop iteration).
+constexpr int INLINE_MAX_PER_WAKE = 16;
+
+void deliver_inline(Session *s, std::vector<Req *> &batch) {
+  napi_env env = s->env;
+  napi_handle_scope hs;
+  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
+  napi_value fn = nullptr, resource = nullptr;
+  napi_get_reference_value(env, s->dispatch_ref, &fn);
+  napi_get_reference_value(env, s->resource_ref, &resource);
+  napi_callback_scope cs = nullptr;
+  bool scoped = resource != nullptr && napi_open_callback_scope(env, resource, s->async_ctx, &cs) == napi_ok;
+  for (Req *r : batch) deliver(env, fn, s, r);
+  if (scoped) napi_close_callback_scope(env, cs);  // runs the microtasks the handlers queued
+  napi_close_handle_scope(env, hs);
+}
+
+void inline_readable(uv_poll_t *h, int status, int events) {
+  Session *s = static_cast<Session *>(h->data);
+  if (s == nullptr || s->stop_started) return;
+  s->inline_seen_ms.store(now_ms());
+  std::vector<Req *> batch;
+  tl_inline_batch = &batch;
+  int rc = READ_DONE;
+  for (int i = 0; i < INLINE_MAX_PER_WAKE && rc == READ_DONE; i++) rc = s->read_request(&s->inline_buf);
+  tl_inline_batch = nullptr;
+  if (!batch.empty()) {
+    std::lock_guard<std::mutex> g(s->mu);
+    s->stats.inline_read += batch.size();
+  }
+  if (rc == READ_GONE) {
+    // Unmounted or aborted: stop looking (the fd stays readable) and let the loop threads see
+    // it too; the last one to leave reports the end.
+    uv_poll_stop(h);
+    uint64_t one = 1;
+    ssize_t ignored = write(s->wakefd, &one, sizeof one);
+    (void)ignored;
+  }
+  if (!batch.empty()) deliver_inline(s, batch);
+}
+
+void start_inline(napi_env env, Session *s) {
+  uv_loop_t *loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return;  // the loop threads read
+  auto *h = new uv_poll_t();
+  if (uv_poll_init(loop, h, s->fd) != 0) {
+    delete h;
+    return;
+  }
+  h->data = s;
+  s->inline_seen_ms.store(now_ms());
+  if (uv_poll_start(h, UV_READABLE, inline_readable) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t *>(h), [](uv_handle_t *x) { delete reinterpret_cast<uv_poll_t *>(x); });
+    return;
+  }
+  s->inline_poll = h;
+}
+
+void stop_inline(napi_env env, Session *s) {
+  if (s->inline_poll != nullptr) {
+    uv_poll_t *h = s->inline_poll;
+    s->inline_poll = nullptr;
+    h->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t *>(h), [](uv_handle_t *x) { delete reinterpret_cast<uv_poll_t *>(x); });
+  }
+  if (s->inline_buf != nullptr) {
+    s->pool_put_js(env, s->inline_buf);
+    s->inline_buf = nullptr;
+  }
+}
+
 // ---- session lifecycle ----
 
 void session_finalize(napi_env, void *data, void *) {
@@ -249,6 +325,7 @@ napi_value CreateSession(napi_env env, napi_callback_info info) {
   c.threads = static_cast<int>(std::clamp(num_prop(env, argv[0], "threads", 2), 1.0, 16.0));
   c.optional = to_u32(num_prop(env, argv[0], "optional", 0));
   c.pool_idle = to_u32(num_prop(env, argv[0], "poolIdle", 32));
+  c.inline_read = bool_prop(env, argv[0], "inlineRead");
 
   size_t n_in_f, n_in_u, n_out_f, n_out_u, n_intr;
   if (!typed_array(env, prop(env, argv[2], "inF"), napi_float64_array, &s->in_f, &n_in_f) || n_in_f < IN_F ||
@@ -284,6 +361,18 @@ napi_value CreateSession(napi_env env, napi_callback_info info) {
     napi_delete_reference(env, s->scratch);
     return throw_error(env, "createSession: cannot create the thread-safe function");
   }
+  if (c.inline_read) {
+    // Inline delivery calls the dispatcher from a libuv callback: it needs the function and
+    // an async context to open a callback scope with (which runs the microtasks after).
+    napi_value resource;
+    napi_create_object(env, &resource);
+    if (napi_create_reference(env, argv[1], 1, &s->dispatch_ref) != napi_ok ||
+        napi_create_reference(env, resource, 1, &s->resource_ref) != napi_ok ||
+        napi_async_init(env, resource, name, &s->async_ctx) != napi_ok) {
+      s->release_js(env);
+      return throw_error(env, "createSession: cannot set up inline delivery");
+    }
+  }
   napi_value ext;
   napi_create_external(env, s.get(), session_finalize, nullptr, &ext);
   s.release();
@@ -310,6 +399,7 @@ napi_value Mount(napi_env env, napi_callback_info info) {
   } catch (const std::exception &e) {
     return throw_error(env, std::string("mount: cannot start threads: ") + e.what());
   }
+  if (s->cfg.inline_read) start_inline(env, s);
   return undef(env);
 }
 
@@ -322,6 +412,7 @@ napi_value Stop(napi_env env, napi_callback_info info) {
   bool started = false;
   if (s != nullptr && s->mounted && !s->stop_started) {
     s->stop_started = true;
+    stop_inline(env, s);  // before the teardown thread closes /dev/fuse
     try {
       s->start_teardown();
       started = true;
@@ -339,7 +430,10 @@ napi_value Release(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv)) return nullptr;
   Session *s = session_arg(env, argv[0]);
-  if (s != nullptr) s->release_js(env);
+  if (s != nullptr) {
+    stop_inline(env, s);
+    s->release_js(env);
+  }
   return undef(env);
 }
 
@@ -440,6 +534,7 @@ napi_value GetStats(napi_env env, napi_callback_info info) {
   set("late", static_cast<double>(st.late));
   set("zeroCopyWrites", static_cast<double>(st.stolen));
   set("copiedWrites", static_cast<double>(st.copied));
+  set("inlineRequests", static_cast<double>(st.inline_read));
   set("inFlight", static_cast<double>(in_flight));
   set("pooledBuffers", static_cast<double>(pooled));
   return o;

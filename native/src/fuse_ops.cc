@@ -10,6 +10,7 @@ namespace stria {
 
 thread_local Buf *tl_recv_buf = nullptr;
 thread_local bool tl_stolen = false;
+thread_local std::vector<Req *> *tl_inline_batch = nullptr;
 
 static Session *session_of(fuse_req_t req) { return static_cast<Session *>(fuse_req_userdata(req)); }
 

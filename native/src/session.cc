@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -138,23 +139,25 @@ static void on_interrupt(fuse_req_t req, void *data) {
 void Session::submit(Req *r) {
   // From here on another thread may answer (and libfuse free) the request.
   fuse_req_interrupt_func(r->req, on_interrupt, r);
-  bool wake = false;
   {
     std::lock_guard<std::mutex> g(mu);
+    // Deadlines only grow (now + one fixed timeout), so the list stays in order, and the
+    // service thread, which never sleeps longer than one timeout, needs no wake-up here:
+    // waking it for every request that finds the list empty cost a thread switch per request.
     if (!r->claimed && r->timed && cfg.timeout_ms > 0) {
       r->deadline = now_ms() + cfg.timeout_ms;
       r->tprev = tl_tail;
       r->tnext = nullptr;
       if (tl_tail) tl_tail->tnext = r;
-      else {
-        tl_head = r;
-        wake = true;
-      }
+      else tl_head = r;
       tl_tail = r;
       r->in_tl = true;
     }
   }
-  if (wake) svc_cv.notify_one();
+  if (tl_inline_batch != nullptr) {
+    tl_inline_batch->push_back(r);  // the JS thread delivers it as soon as libfuse returns
+    return;
+  }
   if (!post(&r->item)) undeliverable(r);
 }
 
@@ -202,47 +205,131 @@ Req *Session::settle(double id, bool *mine, Buf **buf) {
   return r;
 }
 
+// One epoll set per loop thread. /dev/fuse is registered EPOLLEXCLUSIVE, so a request wakes
+// one idle loop thread, not all of them (with poll(2) every thread woke for every request
+// and all but one found nothing to read); the wake fd is shared, so a stop wakes them all.
+// Backstop threads (inline reading) watch only the wake fd: they look at /dev/fuse on a timer.
+static int loop_epoll(Session *s, bool with_fuse_fd) {
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return -1;
+  epoll_event ev;
+  std::memset(&ev, 0, sizeof ev);
+  if (with_fuse_fd) {
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.data.fd = s->fd;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
+      ev.events = EPOLLIN;  // a kernel without EPOLLEXCLUSIVE: every thread wakes, as with poll
+      if (epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
+        close(ep);
+        return -1;
+      }
+    }
+  }
+  ev.events = EPOLLIN;
+  ev.data.fd = s->wakefd;
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, s->wakefd, &ev) != 0) {
+    close(ep);
+    return -1;
+  }
+  return ep;
+}
+
+// Waits until /dev/fuse may have a request (true) or the session stops (false).
+static bool loop_wait(Session *s, int ep) {
+  if (ep < 0) {
+    pollfd p[2];
+    p[0].fd = s->fd;
+    p[0].events = POLLIN;
+    p[1].fd = s->wakefd;
+    p[1].events = POLLIN;
+    p[0].revents = p[1].revents = 0;
+    if (poll(p, 2, -1) < 0 && errno != EINTR) return false;
+    return p[1].revents == 0;
+  }
+  epoll_event evs[2];
+  int n = epoll_wait(ep, evs, 2, -1);
+  if (n < 0) return errno == EINTR;
+  for (int i = 0; i < n; i++)
+    if (evs[i].data.fd == s->wakefd) return false;
+  return true;
+}
+
+static bool fuse_fd_readable(Session *s) {
+  pollfd p;
+  p.fd = s->fd;
+  p.events = POLLIN;
+  p.revents = 0;
+  return poll(&p, 1, 0) > 0 && p.revents != 0;
+}
+
+// Backstop of inline reading: true once a request has waited on /dev/fuse for two ticks in a
+// row while the JS thread did not look at it (stuck, or busy for that long); false on stop.
+static bool backstop_wait(Session *s, int ep) {
+  bool was_readable = false;
+  for (;;) {
+    int n;
+    if (ep >= 0) {
+      epoll_event ev;
+      n = epoll_wait(ep, &ev, 1, static_cast<int>(s->cfg.backstop_ms));
+    } else {
+      pollfd p;
+      p.fd = s->wakefd;
+      p.events = POLLIN;
+      p.revents = 0;
+      n = poll(&p, 1, static_cast<int>(s->cfg.backstop_ms));
+    }
+    if (n > 0 || (n < 0 && errno != EINTR) || s->stopping.load(std::memory_order_acquire)) return false;
+    bool readable = fuse_fd_readable(s);
+    if (readable && was_readable && now_ms() - s->inline_seen_ms.load() > s->cfg.backstop_ms) return true;
+    was_readable = readable;
+  }
+}
+
+// Reads one request into *bp (a pool buffer, taken when needed) and lets libfuse dispatch it.
+// A write request keeps the buffer: *bp is then cleared.
+int Session::read_request(Buf **bp) {
+  if (*bp == nullptr) {
+    *bp = pool_get();
+    if (*bp == nullptr) return READ_NO_MEM;
+  }
+  Buf *b = *bp;
+  ssize_t n = read(fd, b->mem, b->size);
+  if (n < 0) {
+    int e = errno;
+    if (e == EAGAIN) return READ_NONE;
+    if (e == EINTR || e == ENOENT) return READ_DONE;  // ENOENT: the request was interrupted meanwhile
+    return READ_GONE;  // ENODEV: unmounted, or the connection was aborted
+  }
+  if (static_cast<size_t>(n) < IN_HEADER_SIZE) return READ_DONE;
+  fuse_buf fb;
+  std::memset(&fb, 0, sizeof fb);
+  fb.size = static_cast<size_t>(n);
+  fb.mem = b->mem;
+  fb.fd = -1;
+  tl_recv_buf = b;
+  tl_stolen = false;
+  fuse_session_process_buf(se, &fb);
+  if (tl_stolen) *bp = nullptr;  // a write request owns it now
+  tl_recv_buf = nullptr;
+  if (init_seen.load() && !init_posted.exchange(true)) post(&init_item);
+  return fuse_session_exited(se) ? READ_GONE : READ_DONE;
+}
+
 static void loop_main(Session *s) {
   Buf *b = nullptr;
-  pollfd p[2];
-  p[0].fd = s->fd;
-  p[0].events = POLLIN;
-  p[1].fd = s->wakefd;
-  p[1].events = POLLIN;
+  const bool backstop = s->cfg.inline_read;
+  int ep = loop_epoll(s, !backstop);
   while (!s->stopping.load(std::memory_order_acquire)) {
-    if (b == nullptr) {
-      b = s->pool_get();
-      if (b == nullptr) {  // out of memory: try again shortly
-        poll(nullptr, 0, 10);
-        continue;
-      }
+    int rc = s->read_request(&b);
+    if (rc == READ_DONE) continue;
+    if (rc == READ_NO_MEM) {  // out of memory: try again shortly
+      poll(nullptr, 0, 10);
+      continue;
     }
-    ssize_t n = read(s->fd, b->mem, b->size);
-    if (n < 0) {
-      int e = errno;
-      if (e == EAGAIN) {
-        p[0].revents = p[1].revents = 0;
-        if (poll(p, 2, -1) < 0 && errno != EINTR) break;
-        if (p[1].revents != 0) break;
-        continue;
-      }
-      if (e == EINTR || e == ENOENT) continue;  // ENOENT: the request was interrupted meanwhile
-      break;  // ENODEV: unmounted, or the connection was aborted
-    }
-    if (static_cast<size_t>(n) < IN_HEADER_SIZE) continue;
-    fuse_buf fb;
-    std::memset(&fb, 0, sizeof fb);
-    fb.size = static_cast<size_t>(n);
-    fb.mem = b->mem;
-    fb.fd = -1;
-    tl_recv_buf = b;
-    tl_stolen = false;
-    fuse_session_process_buf(s->se, &fb);
-    if (tl_stolen) b = nullptr;  // a write request owns it now
-    tl_recv_buf = nullptr;
-    if (s->init_seen.load() && !s->init_posted.exchange(true)) s->post(&s->init_item);
-    if (fuse_session_exited(s->se)) break;
+    if (rc == READ_GONE) break;
+    if (!(backstop ? backstop_wait(s, ep) : loop_wait(s, ep))) break;
   }
+  if (ep >= 0) close(ep);
   if (b) s->pool_put(b);
   uint64_t one = 1;
   ssize_t ignored = write(s->wakefd, &one, sizeof one);  // the other loop threads end too
@@ -270,7 +357,10 @@ static void svc_main(Session *s) {
     }
     if (todo.empty()) {
       if (s->svc_stop) break;
+      // Empty list: a request queued while we sleep expires at least one timeout after we
+      // started sleeping, so sleeping one timeout never misses its deadline.
       if (s->tl_head != nullptr) s->svc_cv.wait_for(lk, std::chrono::milliseconds(s->tl_head->deadline - t));
+      else if (s->cfg.timeout_ms > 0) s->svc_cv.wait_for(lk, std::chrono::milliseconds(s->cfg.timeout_ms));
       else s->svc_cv.wait(lk);
       continue;
     }
@@ -421,6 +511,16 @@ void Session::release_js(napi_env env) {
   if (scratch != nullptr) {
     napi_delete_reference(env, scratch);
     scratch = nullptr;
+  }
+  if (async_ctx != nullptr) {
+    napi_async_destroy(env, async_ctx);
+    async_ctx = nullptr;
+  }
+  for (napi_ref *ref : {&dispatch_ref, &resource_ref}) {
+    if (*ref != nullptr) {
+      napi_delete_reference(env, *ref);
+      *ref = nullptr;
+    }
   }
 }
 

@@ -1,8 +1,15 @@
 // A libfuse3 low-level session whose requests are answered from JavaScript.
 //
 // Threads:
-//   loop threads (1..n)  read /dev/fuse (non-blocking + poll), let libfuse decode, and hand each
-//                        request to JS through a thread-safe function; they never wait for JS.
+//   JS thread            with inline reading (the default), reads /dev/fuse itself when libuv
+//                        reports it readable, lets libfuse decode and calls the handler at once:
+//                        one thread wake-up per request instead of two.
+//   loop threads (1..n)  without inline reading, read /dev/fuse (non-blocking + epoll), let
+//                        libfuse decode, and hand each request to JS through a thread-safe
+//                        function; they never wait for JS. With inline reading they are the
+//                        backstop: they read (and hand over) only what the JS thread has left
+//                        waiting for a while, so a stuck JS thread still gets its requests
+//                        read and timed out.
 //   service thread       answers requests that were interrupted (EINTR) or ran out of time
 //                        (ETIMEDOUT), so a stuck handler (or a stuck JS thread) never hangs
 //                        the caller.
@@ -18,6 +25,7 @@
 #endif
 #include <fuse_lowlevel.h>
 #include <node_api.h>
+#include <uv.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -125,10 +133,14 @@ struct Config {
   int threads = 2;
   uint32_t optional = 0;
   size_t pool_idle = 32;
+  bool inline_read = false;
+  // inline reading: loop threads take over requests the JS thread left waiting this long
+  int64_t backstop_ms = 200;
 };
 
 struct Stats {
   uint64_t requests = 0, timeouts = 0, interrupts = 0, late = 0, stolen = 0, copied = 0;
+  uint64_t inline_read = 0;  // requests the JS thread read and delivered itself
 };
 
 struct Session {
@@ -177,6 +189,14 @@ struct Session {
 
   std::vector<std::thread> loops;
   std::atomic<int> loops_alive{0};
+
+  // Inline reading (JS thread only, except inline_seen_ms).
+  uv_poll_t *inline_poll = nullptr;
+  Buf *inline_buf = nullptr;
+  napi_ref dispatch_ref = nullptr;
+  napi_ref resource_ref = nullptr;
+  napi_async_context async_ctx = nullptr;
+  std::atomic<int64_t> inline_seen_ms{0};  // when the JS thread last looked at /dev/fuse
   std::atomic<bool> stopping{false};
   std::atomic<bool> init_seen{false};
   std::atomic<bool> init_posted{false};
@@ -198,6 +218,7 @@ struct Session {
   void finish(Req *r);
   Req *settle(double id, bool *mine, Buf **buf);
   void start_threads();
+  int read_request(Buf **bp);
   void start_teardown();
   void release_js(napi_env env);
   void enqueue_notify(Notify n);
@@ -213,6 +234,14 @@ struct Session {
 fuse_lowlevel_ops make_ops(uint32_t optional);
 extern thread_local Buf *tl_recv_buf;
 extern thread_local bool tl_stolen;
+// Set while the JS thread reads inline: submit() queues requests here instead of posting them.
+extern thread_local std::vector<Req *> *tl_inline_batch;
+
+// Session::read_request results.
+constexpr int READ_DONE = 1;      // one request read and processed (or a harmless retry)
+constexpr int READ_NONE = 0;      // nothing waiting
+constexpr int READ_GONE = -1;     // the connection ended (unmounted, aborted, session exited)
+constexpr int READ_NO_MEM = -2;   // no receive buffer
 
 int64_t now_ms();
 std::string last_fuse_log();

@@ -25,7 +25,7 @@ import { StripedIo, mergeAttrs } from './lov.js';
 import { objectSizeForFileSize } from '../common/layout.js';
 import { objectResource } from '../ldlm/protocol.js';
 import { FidAllocator } from './fid-alloc.js';
-import { ClientDlm, MD_CACHE_BITS, type HeldLocks } from './dlm.js';
+import { ClientDlm, MD_ATTR_BITS, MD_CACHE_BITS, MD_NAME_BITS, type HeldLocks } from './dlm.js';
 import { LockMode } from '../ldlm/modes.js';
 import { EXTENT_EOF } from '../ldlm/extent.js';
 import { InodeBit } from '../ldlm/inodebits.js';
@@ -35,6 +35,7 @@ import { HS } from '../hsm/flags.js';
 import { HSM_ACTIONS_KEY, type HsmActionList } from '../hsm/protocol.js';
 import type { CallbackContext } from '../ptlrpc/client.js';
 import { DEFAULT_RESTORE_TIMEOUT_MS, RestoreWaiter, isReleasedInode } from './restore.js';
+import { OpenCache, opensForWrite, type MdtOpen, type SharedOpen } from './open-cache.js';
 
 export interface ClientOptions {
   mgsNids: Nid[];
@@ -58,10 +59,32 @@ export interface FileAttr extends Inode {
   blocks: number;
   /**
    * True when, as these attributes were read, this client held locks covering all of them
-   * (the inode's MDT lock and, for striped files, a lock on every object): they may be
-   * cached until a lock goes, which the CacheInvalidator hears about.
+   * (the inode's MDT attribute lock and, for striped files, a lock on every object): they
+   * may be cached until a lock goes, which the CacheInvalidator hears about.
    */
   covered: boolean;
+  /**
+   * True when the name these attributes were looked up by was resolved under a LOOKUP
+   * lock on the inode, still held: the name may be cached until that lock goes (only
+   * lookups set it).
+   */
+  nameCovered?: boolean;
+}
+
+/** What the MDT answered for an inode, with the locks this client held as it was read. */
+interface MdRead {
+  inode: Inode;
+  /** covers the attributes (MD_ATTR_BITS) */
+  attrLock?: ClientLock;
+  /** covers the name that led to the inode (MD_NAME_BITS) */
+  nameLock?: ClientLock;
+}
+
+/** MDS_GETATTR_NAME's reply when separate name and attribute locks were asked for (mdt-target.ts). */
+interface LookupLocksReply {
+  inode: Inode;
+  nameLock?: { handle: number; mode: LockMode; bits: number };
+  attrLock?: { handle: number; mode: LockMode; bits: number };
 }
 
 /** One POSIX record lock or flock as fcntl(2) describes it. */
@@ -101,6 +124,10 @@ export class StriaClient {
   readonly hsm: HsmMdc;
   /** implicit restores in progress, one per file */
   private readonly restores: RestoreWaiter;
+  /** read-only opens share one MDT handle per file (llite.*.opencache_*) */
+  readonly openCache: OpenCache;
+  /** the local opens served by a shared handle, given back to the cache at close */
+  private readonly sharedOpens = new WeakMap<OpenFile, SharedOpen>();
 
   private constructor(
     readonly fsname: string,
@@ -127,6 +154,9 @@ export class StriaClient {
       },
       { timeoutMs: opts.restoreTimeoutMs ?? DEFAULT_RESTORE_TIMEOUT_MS },
     );
+    this.openCache = new OpenCache((fid, handle) => this.mdc.close(fid, handle), {}, log);
+    // A new export has none of our handles: closing their numbers there could hit new ones.
+    mdc.imp.on('new-export', () => this.openCache.forgetAll());
   }
 
   static async mount(opts: ClientOptions, log: Logger = silentLogger()): Promise<StriaClient> {
@@ -234,48 +264,81 @@ export class StriaClient {
     };
   }
 
-  /** MDT attributes under a PR inodebits lock: a cached one (no lock RPC) or one granted with the reply. */
-  private async mdGetattr(fid: Fid): Promise<{ inode: Inode; lock?: ClientLock }> {
+  /** MDT attributes under a PR attribute lock: a cached one (no lock RPC) or one granted with the reply. */
+  private async mdGetattr(fid: Fid): Promise<MdRead> {
     const ns = this.dlm.mdc!;
     const res = this.dlm.rememberMetadata(fid);
-    const held = ns.match(res, LockMode.PR, { bits: MD_CACHE_BITS });
+    const held = ns.match(res, LockMode.PR, { bits: MD_ATTR_BITS });
     if (held) {
       try {
-        return { inode: await this.mdc.getattr(fid), lock: held };
+        return { inode: await this.mdc.getattr(fid), attrLock: held };
       } catch (e) {
         ns.release(held);
         throw e;
       }
     }
-    const pending = ns.prepareIntent(res, 'ibits', LockMode.PR, MD_CACHE_BITS);
+    const pending = ns.prepareIntent(res, 'ibits', LockMode.PR, MD_ATTR_BITS);
     try {
       const r = await this.mdc.getattrIntent(fid, pending.cookie);
-      return { inode: r.inode, lock: ns.completeIntent(pending, r.lock) };
+      return { inode: r.inode, attrLock: ns.completeIntent(pending, r.lock) };
     } catch (e) {
       ns.abortIntent(pending);
       throw e;
     }
   }
 
-  private async mdLookup(parent: Fid, name: string): Promise<{ inode: Inode; lock?: ClientLock }> {
+  /**
+   * A name resolved under a name lock and its inode's attributes under an attribute
+   * lock (IT_LOOKUP and IT_GETATTR in one request). Locks this client already holds on
+   * the inode the name led to last time are used as they are, not asked for again.
+   */
+  private async mdLookup(parent: Fid, name: string): Promise<MdRead> {
     const ns = this.dlm.mdc!;
-    const pending = ns.prepareIntent(`lookup/${fidKey(parent)}/${name}`, 'ibits', LockMode.PR, MD_CACHE_BITS);
+    const hint = this.children.get(childKey(parent, name));
+    const hintRes = hint ? fidKey(hint) : undefined;
+    // Noted, not held: the MDT may have to wait for an update that waits for a lock this
+    // request holds. A lock still granted after the reply, never called back meanwhile,
+    // covered the read.
+    const peek = (bits: number): ClientLock | undefined => {
+      const l = hintRes ? ns.match(hintRes, LockMode.PR, { bits }) : undefined;
+      if (l) ns.release(l);
+      return l;
+    };
+    const heldName = peek(MD_NAME_BITS);
+    const heldAttrs = peek(MD_ATTR_BITS);
+    // The child's FID is known only from the reply: the locks wait under a provisional resource.
+    const provisional = `lookup/${childKey(parent, name)}`;
+    const pendingName = heldName ? undefined : ns.prepareIntent(provisional, 'ibits', LockMode.PR, MD_NAME_BITS);
+    const pendingAttrs = heldAttrs ? undefined : ns.prepareIntent(provisional, 'ibits', LockMode.PR, MD_ATTR_BITS);
+    const locks: { name?: number; attrs?: number } = {};
+    if (pendingName) locks.name = pendingName.cookie;
+    if (pendingAttrs) locks.attrs = pendingAttrs.cookie;
+    let r: LookupLocksReply;
     try {
-      const r = await this.mdc.lookupIntent(parent, name, pending.cookie);
-      this.rememberChild(parent, name, r.inode.fid);
-      const res = this.dlm.rememberMetadata(r.inode.fid);
-      return { inode: r.inode, lock: ns.completeIntent(pending, r.lock, res) };
+      // (MdtClient.lookupIntent asks for one lock covering both; this asks for them apart)
+      r = (await this.mdc.imp.request(Opc.MDS_GETATTR_NAME, { parent, name, locks })).body as LookupLocksReply;
     } catch (e) {
-      ns.abortIntent(pending);
+      for (const p of [pendingName, pendingAttrs]) if (p) ns.abortIntent(p);
       throw e;
     }
+    const res = this.dlm.rememberMetadata(r.inode.fid);
+    this.rememberChild(parent, name, r.inode.fid);
+    // a name that leads elsewhere now: what was noted covers another inode
+    const still = (noted: ClientLock | undefined) => (noted && hintRes === res && ns.reuse(noted) ? noted : undefined);
+    const nameLock = pendingName ? ns.completeIntent(pendingName, r.nameLock, res) : still(heldName);
+    const attrLock = pendingAttrs ? ns.completeIntent(pendingAttrs, r.attrLock, res) : still(heldAttrs);
+    return { inode: r.inode, nameLock, attrLock };
   }
 
-  private async attrsUnderLocks(md: { inode: Inode; lock?: ClientLock }): Promise<FileAttr> {
+  private async attrsUnderLocks(md: MdRead): Promise<FileAttr> {
+    const ns = this.dlm.mdc!;
     try {
-      return await this.withObjects(md.inode, md.lock);
+      const attr = await this.withObjects(md.inode, md.attrLock);
+      if (md.nameLock) attr.nameCovered = ns.isValid(md.nameLock);
+      return attr;
     } finally {
-      if (md.lock) this.dlm.mdc!.release(md.lock);
+      if (md.attrLock) ns.release(md.attrLock);
+      if (md.nameLock) ns.release(md.nameLock);
     }
   }
 
@@ -285,6 +348,19 @@ export class StriaClient {
 
   async lookup(parent: Fid, name: string): Promise<FileAttr> {
     return this.attrsUnderLocks(await this.mdLookup(parent, name));
+  }
+
+  /**
+   * True while this client holds valid name and attribute locks on `fid`, which `name` in
+   * `parent` led to when this client last looked it up: whatever a cache took from that
+   * lookup is still current, so there is nothing to fetch again.
+   */
+  holdsEntry(parent: Fid, name: string, fid: Fid): boolean {
+    const hint = this.children.get(childKey(parent, name));
+    if (!hint || fidKey(hint) !== fidKey(fid)) return false;
+    let bits = 0;
+    for (const l of this.dlm.metadataLocks(fid)) if (l.valid) bits |= l.bits;
+    return (bits & MD_CACHE_BITS) === MD_CACHE_BITS;
   }
 
   /** Early lock cancel: this client's own cached MDT locks that an update of these inodes would revoke. */
@@ -362,19 +438,19 @@ export class StriaClient {
    * (a stale guess only costs a cached lock). Saves the MDT a blocking AST to us per unlink.
    */
   private withChild(targets: Array<[Fid, number]>, parent: Fid, name: string): Array<[Fid, number]> {
-    const child = this.children.get(`${fidKey(parent)}/${name}`);
+    const child = this.children.get(childKey(parent, name));
     return child ? [...targets, [child, MD_CACHE_BITS]] : targets;
   }
 
   private rememberChild(parent: Fid, name: string, fid: Fid): void {
-    const key = `${fidKey(parent)}/${name}`;
+    const key = childKey(parent, name);
     this.children.delete(key);
     this.children.set(key, fid);
     if (this.children.size > MAX_REMEMBERED_CHILDREN) this.children.delete(this.children.keys().next().value!);
   }
 
   private forgetChild(parent: Fid, name: string): void {
-    this.children.delete(`${fidKey(parent)}/${name}`);
+    this.children.delete(childKey(parent, name));
   }
 
   /**
@@ -435,13 +511,42 @@ export class StriaClient {
     return this.withObjects(inode);
   }
 
+  /**
+   * Opens a file on the MDT. A read-only open may share the file's cached MDT handle
+   * (no RPC) while the MDT lock behind the inode it read holds; opens for write always
+   * get a handle of their own.
+   */
   async open(fid: Fid, flags = 0): Promise<OpenFile> {
+    if (opensForWrite(flags)) return this.openOnMdt(fid, flags);
+    const r = await this.openCache.open(fid, () => this.openCovered(fid, flags));
+    const f: OpenFile = { fid: r.inode.fid, handle: r.handle, inode: r.inode };
+    if (r.shared) this.sharedOpens.set(f, r.shared);
+    return f;
+  }
+
+  private async openOnMdt(fid: Fid, flags: number): Promise<OpenFile> {
     const r = await this.mdc.open(fid, flags);
     await this.ensureOsts(r.inode.layout);
     return { fid: r.inode.fid, handle: r.handle, inode: r.inode };
   }
 
+  /**
+   * An MDT open whose inode may be shared: this client held a lock covering the layout
+   * before the open and still holds it after the reply. A layout change (HSM release,
+   * restore) or an unlink revokes that lock before it happens, so while the lock stays
+   * the inode read is current.
+   */
+  private async openCovered(fid: Fid, flags: number): Promise<MdtOpen> {
+    const ns = this.dlm.mdc;
+    const lock = ns?.locksOn(fidKey(fid)).find((l) => ns.isValid(l) && ((l.bits ?? 0) & InodeBit.LAYOUT) !== 0);
+    const f = await this.openOnMdt(fid, flags);
+    const shareable = ns !== undefined && lock !== undefined && ns.isValid(lock) && f.inode.type === 'reg' && !isReleasedInode(f.inode);
+    return { handle: f.handle, inode: f.inode, current: shareable ? () => ns.isValid(lock) : undefined };
+  }
+
   async close(f: OpenFile): Promise<void> {
+    const shared = this.sharedOpens.get(f);
+    if (shared) return this.openCache.release(shared);
     await this.mdc.close(f.fid, f.handle, f.modified === true);
   }
 
@@ -640,6 +745,7 @@ export class StriaClient {
 
   async unmount(): Promise<void> {
     this.restores.close();
+    this.openCache.close();
     await this.dlm.close().catch(() => undefined);
     await this.rpc.close();
   }
@@ -732,6 +838,11 @@ export class StriaClient {
 
 const FLOCK_INTERRUPT_POLL_MS = 100;
 const MAX_REMEMBERED_CHILDREN = 4096;
+
+/** The key of a name in the remembered-children map. */
+function childKey(parent: Fid, name: string): string {
+  return `${fidKey(parent)}/${name}`;
+}
 
 function flockBody(fid: Fid, l: FileLockSpec) {
   return { res: fidKey(fid), kind: l.kind, owner: l.owner.toString(), pid: l.pid, lock: l.type, start: l.start, end: Math.min(l.end, EXTENT_EOF) };

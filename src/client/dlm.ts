@@ -17,8 +17,16 @@ import { InodeBit } from '../ldlm/inodebits.js';
 import { LockMode } from '../ldlm/modes.js';
 import { LockIntent, objectResource } from '../ldlm/protocol.js';
 
-/** What the client caches under its MDT lock on an inode (mdt-target.ts CLIENT_CACHE_BITS). */
-export const MD_CACHE_BITS = InodeBit.LOOKUP | InodeBit.UPDATE | InodeBit.PERM | InodeBit.XATTR | InodeBit.LAYOUT;
+/**
+ * What the client caches under its MDT locks on an inode, in two locks (mdt-target.ts
+ * CLIENT_NAME_BITS / CLIENT_ATTR_BITS): the names that lead to it (LOOKUP: kernel dentries,
+ * entry_timeout) and its attributes (attr_timeout; the mode and owners are attributes to a
+ * FUSE kernel, which checks permissions on them). An update revokes only the lock whose
+ * bits it conflicts with, and only that lock's part of the cache is dropped.
+ */
+export const MD_NAME_BITS = InodeBit.LOOKUP;
+export const MD_ATTR_BITS = InodeBit.UPDATE | InodeBit.PERM | InodeBit.XATTR | InodeBit.LAYOUT;
+export const MD_CACHE_BITS = MD_NAME_BITS | MD_ATTR_BITS;
 
 /** Where cached state lives outside the client core: the kernel, through FUSE notifications. */
 export interface CacheInvalidator {
@@ -146,13 +154,30 @@ export class ClientDlm {
     return res;
   }
 
+  /**
+   * An MDT lock goes: what it alone protected is dropped. Names go only with the last
+   * valid LOOKUP lock on the inode, attributes only with the last valid attribute lock;
+   * a lock the LRU trims while a newer one covers the same bits drops nothing.
+   */
   private async revokeMetadata(lock: ClientLock, why: RevokeReason): Promise<void> {
     const key = `md/${lock.res}`;
     const fid = this.owners.get(key);
-    if (this.mdc && this.mdc.locksOn(lock.res).length === 0) this.owners.delete(key);
+    const ns = this.mdc;
+    const others = ns ? ns.locksOn(lock.res).filter((l) => l !== lock) : [];
+    if (others.length === 0) this.owners.delete(key);
     if (!fid || why === 'unmount' || !this.invalidator) return;
-    this.invalidator.names(fid);
-    await this.invalidator.attrs(fid);
+    let still = 0;
+    for (const l of others) if (ns!.isValid(l)) still |= l.bits ?? 0;
+    const lost = (lock.bits ?? MD_CACHE_BITS) & ~still;
+    if (lost & MD_NAME_BITS) this.invalidator.names(fid);
+    if (lost & MD_ATTR_BITS) await this.invalidator.attrs(fid);
+  }
+
+  /** The MDT locks this client holds on an inode and their bits, for tests and lctl. */
+  metadataLocks(fid: Fid): Array<{ bits: number; valid: boolean }> {
+    const ns = this.mdc;
+    if (!ns) return [];
+    return ns.locksOn(fidKey(fid)).map((l) => ({ bits: l.bits ?? 0, valid: ns.isValid(l) }));
   }
 
   private async revokeData(ostIdx: number, lock: ClientLock, why: RevokeReason): Promise<void> {

@@ -26,27 +26,34 @@ export class StripedIo {
   }
 
   /**
-   * Reads [offset, offset+length) into a new buffer. Bytes no object holds are
-   * holes (zero) below the file size; the result is cut at the file size, which
-   * is only fetched when some object turned out shorter than the range.
+   * Reads [offset, offset+length). Bytes no object holds are holes (zero) below the file
+   * size; the result is cut at the file size, which is only fetched when some object turned
+   * out shorter than the range. A range that one RPC reply covers whole is that reply's
+   * bulk, not a copy of it.
    */
   async read(layout: Raid0Layout, offset: number, length: number): Promise<Buffer> {
     if (length === 0 || layout.objects.length === 0) return Buffer.alloc(0);
-    const out = Buffer.allocUnsafe(length);
     const extents = mapExtent(offset, length, layout.stripeSize, layout.objects.length);
-    let anyShort = false;
-    await Promise.all(
-      extents.map(async (ext) => {
+    const replies = extents.map(() => [] as Array<{ objOff: number; data: Buffer }>);
+    const got = await Promise.all(
+      extents.map((ext, i) => {
         const obj = layout.objects[ext.stripe]!;
-        const got = await this.osc(obj.ostIdx).read(obj.seq, obj.oid, ext.objStart, ext.objEnd - ext.objStart, (objOff, data) => {
-          scatter(ext.pieces, objOff, data, out, offset);
+        return this.osc(obj.ostIdx).read(obj.seq, obj.oid, ext.objStart, ext.objEnd - ext.objStart, (objOff, data) => {
+          replies[i]!.push({ objOff, data });
         });
-        if (got < ext.objEnd - ext.objStart) {
-          anyShort = true;
-          zeroFrom(ext.pieces, ext.objStart + got, out, offset);
-        }
       }),
     );
+    const only = replies.length === 1 && extents[0]!.pieces.length === 1 && replies[0]!.length === 1 ? replies[0]![0]! : undefined;
+    if (only && only.data.length === length) return only.data;
+    const out = Buffer.allocUnsafe(length);
+    let anyShort = false;
+    extents.forEach((ext, i) => {
+      for (const r of replies[i]!) scatter(ext.pieces, r.objOff, r.data, out, offset);
+      if (got[i]! < ext.objEnd - ext.objStart) {
+        anyShort = true;
+        zeroFrom(ext.pieces, ext.objStart + got[i]!, out, offset);
+      }
+    });
     if (!anyShort) return out;
     const { size } = await this.glimpse(layout);
     return out.subarray(0, Math.max(0, Math.min(length, size - offset)));

@@ -2,7 +2,8 @@
  * The parameters of one client mount, named as Lustre names them with the
  * mount's instance id (reference §8.6):
  *
- *   llite.testfs-ffff1a2b3c4d5e6f.{stats,checksums,uuid,kbytes*,files*}
+ *   llite.testfs-ffff1a2b3c4d5e6f.{stats,checksums,uuid,kbytes*,files*,opencache_max_ms,
+ *       opencache_max_count}
  *   lov.testfs-clilov-ffff1a2b3c4d5e6f.{stripesize,stripecount,numobd,pools.*}
  *   mdc.testfs-MDT0000-mdc-ffff1a2b3c4d5e6f.{import,stats,max_rpcs_in_flight,...}
  *   osc.testfs-OST0000-osc-ffff1a2b3c4d5e6f.{import,stats,rpc_stats,max_rpcs_in_flight,
@@ -103,6 +104,35 @@ export function oscParams(osc: OstClient, dev: string, stats: ImportStats, clien
 }
 
 /**
+ * The open cache (read-only opens sharing one MDT handle per file): opencache_max_ms is
+ * how long a handle stays open on the MDT after its last local close (0: no caching),
+ * opencache_max_count how many handles stay cached at most.
+ */
+function openCacheParams(llite: string, client: StriaClient): Array<[string, Param]> {
+  const cache = client.openCache;
+  return [
+    [
+      `${llite}.opencache_max_ms`,
+      {
+        get: () => String(cache.maxIdleMs),
+        set: (v: string) => {
+          cache.maxIdleMs = parseUint(v, 'opencache_max_ms');
+        },
+      },
+    ],
+    [
+      `${llite}.opencache_max_count`,
+      {
+        get: () => String(cache.maxCount),
+        set: (v: string) => {
+          cache.maxCount = parseUint(v, 'opencache_max_count');
+        },
+      },
+    ],
+  ];
+}
+
+/**
  * Registers the client's parameters and devices in `reg`. Counting starts now.
  * Returns a function that unregisters them and stops counting.
  */
@@ -143,6 +173,7 @@ export function registerClientParams(client: StriaClient, reg: ParamRegistry, op
       },
     ],
     ...statfsParams(llite, () => client.statfs()),
+    ...openCacheParams(llite, client),
     [`lov.${lovDev}.stripesize`, ro(() => client.fsDefault.stripeSize)],
     [`lov.${lovDev}.stripecount`, ro(() => client.fsDefault.stripeCount)],
     [`lov.${lovDev}.numobd`, ro(() => client.configuration.osts.length)],

@@ -50,6 +50,8 @@ export interface NativeConfig {
   threads: number;
   optional: number;
   poolIdle: number;
+  /** the JS thread reads /dev/fuse itself; the native threads only take over when it stalls */
+  inlineRead: boolean;
 }
 
 export interface Scratch {
@@ -76,6 +78,8 @@ export interface NativeStats {
   late: number;
   zeroCopyWrites: number;
   copiedWrites: number;
+  /** requests the JS thread read from /dev/fuse itself (the rest came from the native threads) */
+  inlineRequests: number;
   inFlight: number;
   pooledBuffers: number;
 }

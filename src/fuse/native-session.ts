@@ -1,7 +1,9 @@
 /**
- * FuseSession over our libfuse3 low-level binding (native/). Requests are read and decoded
- * by native threads and reach the JS thread through a thread-safe function; handlers answer
- * by settling, and the answer goes back with fuse_reply_* from this thread.
+ * FuseSession over our libfuse3 low-level binding (native/). Requests are read and decoded on
+ * this thread when libuv finds /dev/fuse readable (inline reading), or by native threads that
+ * hand them over through a thread-safe function (without it, and as the backstop when this
+ * thread stalls); handlers answer by settling, and the answer goes back with fuse_reply_*
+ * from this thread.
  *
  * Guarantees and conventions beyond lowlevel.ts:
  * - Exactly one reply per request. A handler that has not settled after `requestTimeoutMs`
@@ -55,13 +57,28 @@ export interface NativeSessionOptions extends SessionOptions {
   maxBackground?: number;
   /** kernel congestion_threshold (default 48) */
   congestionThreshold?: number;
-  /** native threads reading /dev/fuse (default 2) */
+  /**
+   * The JS thread reads /dev/fuse itself when libuv finds it readable (default true): a request
+   * then costs one thread wake-up instead of two (a native thread's, then this thread's). The
+   * native threads stay as a backstop: a request this thread leaves waiting for a few hundred
+   * milliseconds (stuck, or busy) is read by them, so it is still answered at its deadline.
+   */
+  inlineRead?: boolean;
+  /** native threads reading /dev/fuse (default 2; with inline reading, the backstop) */
   threads?: number;
+  /**
+   * Bytes the kernel may read ahead of a sequential reader on this mount (the bdi's
+   * read_ahead_kb), default 4 MiB and never less than maxReadahead. Readahead is what keeps
+   * several read requests in flight for one reader: with 1 MiB requests, a 1 MiB window lets
+   * a cold sequential read wait for every request in turn.
+   */
+  readahead?: number;
 }
 
 const MIB = 1 << 20;
 /** The kernel's default readahead; above it the bdi setting is raised after mount. */
 const KERNEL_READAHEAD = 128 << 10;
+export const DEFAULT_READAHEAD = 4 * MIB;
 const OUT_RECORDS = 1024;
 const MAX_SLOTS = 1 << 16;
 const SLOT_SPAN = 2 ** SLOT_BITS;
@@ -256,6 +273,7 @@ export class NativeFuseSession implements FuseSession {
       threads: o.threads ?? 2,
       optional: optionalMask(this.ops),
       poolIdle: 32,
+      inlineRead: o.inlineRead ?? true,
     };
   }
 
@@ -287,7 +305,7 @@ export class NativeFuseSession implements FuseSession {
 
   /** Bigger readahead than the kernel offers at INIT has to be set on the mount's bdi. */
   private async raiseReadahead(): Promise<void> {
-    const want = this.opts.maxReadahead;
+    const want = Math.max(this.opts.maxReadahead, this.opts.readahead ?? DEFAULT_READAHEAD);
     if (!(want > KERNEL_READAHEAD)) return;
     try {
       const info = await readFile('/proc/self/mountinfo', 'utf8');

@@ -127,6 +127,10 @@ export class StriaFs implements LowLevelOps {
     return a.covered ? LOCK_COVERED_TIMEOUT : this.opts.attrTimeout;
   }
 
+  /**
+   * A name is cached while a LOOKUP lock on the inode it leads to is held, attributes
+   * while an attribute lock is: each lock's loss drops only its part (dlm.ts).
+   */
   private entry(a: FileAttr, parent?: bigint, name?: string): EntryOut {
     const ino = this.remember(a.fid);
     if (parent !== undefined && name !== undefined) this.rememberName(ino, parent, name);
@@ -135,8 +139,18 @@ export class StriaFs implements LowLevelOps {
       generation: 0,
       attr: this.attrOf(a),
       attrTimeout: this.attrTimeout(a),
-      entryTimeout: a.covered ? LOCK_COVERED_TIMEOUT : this.opts.entryTimeout,
+      entryTimeout: a.nameCovered === true ? LOCK_COVERED_TIMEOUT : this.opts.entryTimeout,
     };
+  }
+
+  /**
+   * The attributes of `fid`, reached by `name` in `parent`, with the name covered when it
+   * still leads there (one lookup RPC: a name lock and an attribute lock); else by FID.
+   */
+  private async attrsByName(parent: Fid, name: string, fid: Fid): Promise<FileAttr> {
+    const a = await this.client.lookup(parent, name).catch(() => undefined);
+    if (a && fidKey(a.fid) === fidKey(fid)) return a;
+    return this.client.getattr(fid);
   }
 
   private rememberName(ino: bigint, parent: bigint, name: string): void {
@@ -354,7 +368,8 @@ export class StriaFs implements LowLevelOps {
     return this.timed('create', async () => {
       const pfid = this.fid(parent);
       const f = await this.client.create(pfid, name, { mode: mode & 0o7777, cred: ctx });
-      const attr = await this.client.getattr(f.fid);
+      // by name: the new dentry stays cached (and a later unlink cancels its locks early)
+      const attr = await this.attrsByName(pfid, name, f.fid);
       return { ...this.entry(attr, parent, name), ...this.openOut(this.addFile(f, flags), flags) };
     });
   }
@@ -463,7 +478,12 @@ export class StriaFs implements LowLevelOps {
       // Ask for about what fits: a dirent is ~24 bytes plus the name, a direntplus ~150.
       const limit = Math.max(1, Math.min(1024, Math.floor(size / (plus ? 160 : 32))));
       const page = await this.client.readdir(fid, cookie, limit);
-      const attrs = plus ? await Promise.all(page.entries.map((e) => this.client.getattr(e.fid).catch(() => undefined))) : [];
+      // By name, so the kernel may keep the entries as dentries under their name locks; an
+      // entry this client still holds both locks for goes as a plain one: what the kernel
+      // took from its lookup is current, and a missing dentry costs that one lookup again.
+      const attrs = plus
+        ? await Promise.all(page.entries.map((e) => (this.client.holdsEntry(fid, e.name, e.fid) ? undefined : this.attrsByName(fid, e.name, e.fid).catch(() => undefined))))
+        : [];
       page.entries.forEach((e, i) => {
         const a = attrs[i];
         out.push({

@@ -182,6 +182,15 @@ export class LdlmClientNamespace {
     return undefined;
   }
 
+  /** A user reference on this very lock, if it is still granted and not being called back. */
+  reuse(lock: ClientLock): boolean {
+    const l = lock as LockState;
+    if (l.state !== 'granted' || l.cbPending || this.byCookie.get(l.cookie) !== l) return false;
+    this.use(l);
+    this.stats.matches++;
+    return true;
+  }
+
   /** Match or enqueue (waiting for the grant); the caller must release() the lock. */
   async lock(res: string, type: ResourceType, mode: LockMode, policy: { extent?: Extent; bits?: number }): Promise<ClientLock> {
     const hit = this.match(res, mode, policy);

@@ -64,10 +64,31 @@ type Phase = 'prefix' | 'header' | 'bulk';
 
 const BULK_ALLOC_FRACTION = 4;
 
+/** Bytes of each staging buffer of the read-into mode; a new one is taken below STAGING_MIN_ROOM. */
+const STAGING_BYTES = 64 * 1024;
+const STAGING_MIN_ROOM = 4 * 1024;
+const EMPTY = Buffer.alloc(0);
 /**
- * Streaming decoder. A bulk that lies entirely inside one pushed chunk comes back as a
- * subarray of it; otherwise exactly bulkLen bytes are allocated once (when a quarter of
- * them has arrived) and the chunks are copied in.
+ * Read-into mode: a bulk at least this large is read straight into its own buffer (smaller
+ * ones arrive with their header in one read and are cheaper to take from the staging buffer).
+ */
+export const DIRECT_BULK_MIN_BYTES = 64 * 1024;
+/**
+ * Read-into mode: a direct bulk up to this size is allocated as soon as its header is decoded.
+ * The allocation is address space only until the peer's bytes land in it; larger bulks keep
+ * the quarter rule below.
+ */
+export const DIRECT_BULK_EAGER_MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Streaming decoder, fed in one of two ways:
+ * - push(chunk): a bulk that lies entirely inside one pushed chunk comes back as a subarray
+ *   of it; otherwise exactly bulkLen bytes are allocated once (when a quarter of them has
+ *   arrived) and the chunks are copied in.
+ * - read-into (readBuffer()/filled(), for net.Socket's `onread`): the socket reads straight
+ *   into buffers the decoder hands out. Headers and small bulks land in staging buffers
+ *   (never reused, so what is handed out of them stays valid); a large bulk is read
+ *   directly into its own buffer, with neither a per-read allocation nor a copy.
  * After a protocol error the decoder stays failed: the connection must be closed.
  */
 export class FrameDecoder {
@@ -82,6 +103,13 @@ export class FrameDecoder {
   private bulkBuf: Buffer | undefined;
   private bulkFilled = 0;
   private failure: StriaError | undefined;
+  /** read-into mode: bulks are allocated early so the socket can fill them directly */
+  private readInto = false;
+  private staging: Buffer | undefined;
+  private stagingUsed = 0;
+  /** the buffer the last readBuffer() handed out, and whether it is the bulk's own */
+  private lent: Buffer | undefined;
+  private lentDirect = false;
 
   constructor(limits: { maxHeaderBytes: number; maxBulkBytes: number }) {
     this.limits = { maxHeaderBytes: limits.maxHeaderBytes, maxBulkBytes: limits.maxBulkBytes };
@@ -117,6 +145,42 @@ export class FrameDecoder {
       throw this.failure;
     }
     return out;
+  }
+
+  /**
+   * Read-into mode: where the next socket read should land. The buffer stays the decoder's;
+   * call filled() with the number of bytes read into it before asking for another.
+   */
+  readBuffer(): Buffer {
+    this.readInto = true;
+    this.lentDirect = this.bulkBuf !== undefined && this.buffered === 0;
+    if (this.lentDirect) {
+      this.lent = this.bulkBuf!.subarray(this.bulkFilled, this.bulkLen);
+    } else {
+      if (this.staging === undefined || this.staging.length - this.stagingUsed < STAGING_MIN_ROOM) {
+        this.staging = Buffer.allocUnsafe(STAGING_BYTES);
+        this.stagingUsed = 0;
+      }
+      this.lent = this.staging.subarray(this.stagingUsed);
+    }
+    return this.lent;
+  }
+
+  /** Read-into mode: `n` bytes were read into the buffer readBuffer() returned last. */
+  filled(n: number): DecodedFrame[] {
+    if (this.failure) throw this.failure;
+    const lent = this.lent;
+    this.lent = undefined;
+    if (lent === undefined || !Number.isInteger(n) || n < 0 || n > lent.length) {
+      throw err('EINVAL', `filled(${n}) does not match the buffer lent (${lent?.length ?? 'none'})`, 'BAD_READ');
+    }
+    if (this.lentDirect) {
+      this.bulkFilled += n;
+      return this.push(EMPTY);
+    }
+    const chunk = this.staging!.subarray(this.stagingUsed, this.stagingUsed + n);
+    this.stagingUsed += n;
+    return this.push(chunk);
   }
 
   private readPrefix(): boolean {
@@ -166,9 +230,10 @@ export class FrameDecoder {
 
   private readBulk(out: DecodedFrame[]): boolean {
     if (this.bulkBuf === undefined) {
-      if (this.buffered === 0) return false;
-      const first = this.chunks[0]!;
-      if (first.length - this.offset >= this.bulkLen) {
+      const direct = this.readInto && this.bulkLen >= DIRECT_BULK_MIN_BYTES && this.bulkLen <= DIRECT_BULK_EAGER_MAX_BYTES;
+      if (this.buffered === 0 && !direct) return false;
+      const first = this.chunks[0];
+      if (first !== undefined && first.length - this.offset >= this.bulkLen) {
         const bulk = first.subarray(this.offset, this.offset + this.bulkLen);
         this.consume(this.bulkLen);
         this.emitBulk(out, bulk);
@@ -176,7 +241,7 @@ export class FrameDecoder {
       }
       // A peer must send a quarter of what it announced before we allocate all of it,
       // so a few header bytes cannot make us hold maxBulkBytes per connection.
-      if (this.buffered < this.bulkLen && this.buffered < this.bulkLen / BULK_ALLOC_FRACTION) return false;
+      if (!direct && this.buffered < this.bulkLen && this.buffered < this.bulkLen / BULK_ALLOC_FRACTION) return false;
       this.bulkBuf = Buffer.allocUnsafe(this.bulkLen);
       this.bulkFilled = 0;
     }

@@ -41,8 +41,18 @@ export interface MdtOptions {
   changelog?: ChangelogSink;
 }
 
-/** What a client caches under its PR lock on an inode: its name, attributes, xattrs and layout. */
-export const CLIENT_CACHE_BITS = InodeBit.LOOKUP | InodeBit.UPDATE | InodeBit.PERM | InodeBit.XATTR | InodeBit.LAYOUT;
+/**
+ * What a client caches under its PR locks on an inode, in two locks so that losing one
+ * leaves the other (reference §3.6): the name lock protects the dentries that lead to
+ * the inode; the attribute lock protects what stat(2) shows (size, nlink, times, and the
+ * mode and owners: a FUSE kernel checks permissions on its cached attributes), its
+ * xattrs and its layout. A create in a directory revokes the directory's attribute lock
+ * only, so the directory's name stays cached, and so do the names below it.
+ */
+export const CLIENT_NAME_BITS = InodeBit.LOOKUP;
+export const CLIENT_ATTR_BITS = InodeBit.UPDATE | InodeBit.PERM | InodeBit.XATTR | InodeBit.LAYOUT;
+/** Everything a client may cache on an inode: what an unlink revokes. */
+export const CLIENT_CACHE_BITS = CLIENT_NAME_BITS | CLIENT_ATTR_BITS;
 const INTENT_LOOKUP_RETRIES = 4;
 
 interface OpenHandle {
@@ -102,17 +112,25 @@ export class MdtTarget implements TargetService {
       this.stats.getattrs++;
       const b = parseBody(FidBody, ctx.body);
       if (!b.lock) return { body: { inode: await ns.getattr(b.fid) } };
-      return { body: await this.underClientLock(ctx, b.fid, b.lock.cookie, () => ns.getattr(b.fid)) };
+      // By FID: no name is resolved, so the attribute lock only (IT_GETATTR without LOOKUP).
+      const r = await this.underClientLocks(ctx, b.fid, [{ cookie: b.lock.cookie, bits: CLIENT_ATTR_BITS }], () => ns.getattr(b.fid));
+      return { body: { inode: r.inode, lock: r.locks[0] } };
     });
     h.set(Opc.MDS_GETATTR_NAME, async (ctx) => {
       const b = parseBody(LookupBody, ctx.body);
-      if (!b.lock) return { body: { inode: await ns.lookup(b.parent, b.name) } };
+      const { locks } = parseBody(LookupLocks, ctx.body);
+      const wanted: WantedLock[] = [];
+      if (locks?.name !== undefined) wanted.push({ cookie: locks.name, bits: CLIENT_NAME_BITS });
+      if (locks?.attrs !== undefined) wanted.push({ cookie: locks.attrs, bits: CLIENT_ATTR_BITS });
+      // a client that asks with `lock` alone caches its name and attributes under one lock
+      if (wanted.length === 0 && b.lock) wanted.push({ cookie: b.lock.cookie, bits: CLIENT_CACHE_BITS });
+      if (wanted.length === 0) return { body: { inode: await ns.lookup(b.parent, b.name) } };
       // The child is known only after the lookup; the name must still lead to it once locked.
       for (let attempt = 0; ; attempt++) {
         const fid = (await ns.lookup(b.parent, b.name)).fid;
-        const r = await this.underClientLock(ctx, fid, b.lock.cookie, () => ns.lookup(b.parent, b.name));
-        if (fidKey(r.inode.fid) === fidKey(fid) || attempt >= INTENT_LOOKUP_RETRIES) return { body: r };
-        this.ldlm.cancel(ctx.export, [r.lock.handle]);
+        const r = await this.underClientLocks(ctx, fid, wanted, () => ns.lookup(b.parent, b.name));
+        if (fidKey(r.inode.fid) === fidKey(fid) || attempt >= INTENT_LOOKUP_RETRIES) return { body: lookupReply(r, locks !== undefined) };
+        this.ldlm.cancel(ctx.export, r.locks.map((l) => l.handle));
       }
     });
     h.set(Opc.LDLM_ENQUEUE, async (ctx) => {
@@ -276,17 +294,27 @@ export class MdtTarget implements TargetService {
   }
 
   /**
-   * Grants the client a PR lock on `fid`, then reads what it protects: any update that
-   * follows has to revoke the lock first, so the reply is never older than the cache it fills.
+   * Grants the client PR locks on `fid`, then reads what they protect: any update that
+   * follows has to revoke them first, so the reply is never older than the cache it fills.
    */
-  private async underClientLock(ctx: RequestContext, fid: Fid, cookie: number, read: () => Promise<Inode>) {
+  private async underClientLocks(ctx: RequestContext, fid: Fid, wanted: WantedLock[], read: () => Promise<Inode>): Promise<{ inode: Inode; locks: GrantedLock[] }> {
     const exp = requireExport(ctx.export);
-    const lock = await this.ldlm.enqueue(exp, { res: fidKey(fid), type: 'ibits', mode: LockMode.PR, bits: CLIENT_CACHE_BITS, cookie }, true);
+    // Queued together (enqueue places a lock before its first await): holding one granted
+    // while waiting for the other could wait on an update that waits for the one held.
+    const settled = await Promise.allSettled(
+      wanted.map((w) => this.ldlm.enqueue(exp, { res: fidKey(fid), type: 'ibits', mode: LockMode.PR, bits: w.bits, cookie: w.cookie }, true)),
+    );
+    const locks: GrantedLock[] = [];
+    let failed: unknown;
+    settled.forEach((r, i) => {
+      if (r.status === 'fulfilled') locks.push({ handle: r.value.handle, mode: r.value.mode, bits: r.value.bits ?? wanted[i]!.bits });
+      else failed ??= r.reason;
+    });
     try {
-      const inode = await read();
-      return { inode, lock: { handle: lock.handle, mode: lock.mode, bits: lock.bits ?? CLIENT_CACHE_BITS } };
+      if (failed !== undefined) throw failed;
+      return { inode: await read(), locks };
     } catch (e) {
-      this.ldlm.cancel(exp, [lock.handle]);
+      this.ldlm.cancel(exp, locks.map((l) => l.handle));
       throw e;
     }
   }
@@ -361,6 +389,7 @@ export class MdtTarget implements TargetService {
       case ReintOp.RENAME: {
         const [src, dst] = await Promise.all([this.childFid(b.srcParent, b.srcName), this.childFid(b.dstParent, b.dstName)]);
         const targets: Array<[Fid, number]> = [[b.srcParent, U], [b.dstParent, U]];
+        // the moved inode: its name (LOOKUP) and its ctime (UPDATE)
         if (src) targets.push([src, InodeBit.LOOKUP | U]);
         if (dst) targets.push([dst, CLIENT_CACHE_BITS]);
         const r = await this.underLocks(targets, () =>
@@ -389,7 +418,9 @@ export class MdtTarget implements TargetService {
         return { body: { inode } };
       }
       case ReintOp.SETXATTR: {
-        await this.underLocks([[b.fid, U | InodeBit.XATTR]], async () => {
+        // ctime changes with any xattr; an ACL is a permission (Lustre revokes PERM for it)
+        const bits = U | InodeBit.XATTR | (b.name.startsWith(POSIX_ACL_PREFIX) ? InodeBit.PERM : 0);
+        await this.underLocks([[b.fid, bits]], async () => {
           if (b.value === undefined) await this.ns.removexattr(b.fid, b.name);
           else await this.ns.setxattr(b.fid, b.name, Buffer.from(b.value.buffer, b.value.byteOffset, b.value.byteLength), { create: b.create, replace: b.replace });
         });
@@ -433,9 +464,34 @@ export class MdtTarget implements TargetService {
   }
 }
 
+interface WantedLock {
+  cookie: number;
+  bits: number;
+}
+
+interface GrantedLock {
+  handle: number;
+  mode: LockMode;
+  bits: number;
+}
+
+/**
+ * MDS_GETATTR_NAME's separate locks: `name` (LOOKUP) and `attrs` (UPDATE|PERM|XATTR|LAYOUT),
+ * each named by the client's cookie; either may be left out when the client holds one.
+ * The reply carries them as `nameLock` and `attrLock`.
+ */
+const LookupLocks = z.object({ locks: z.object({ name: zSafeUint.optional(), attrs: zSafeUint.optional() }).optional() });
+
+function lookupReply(r: { inode: Inode; locks: GrantedLock[] }, separate: boolean) {
+  if (!separate) return { inode: r.inode, lock: r.locks[0] };
+  const has = (bit: number) => r.locks.find((l) => (l.bits & bit) !== 0);
+  return { inode: r.inode, nameLock: has(InodeBit.LOOKUP), attrLock: has(InodeBit.UPDATE) };
+}
+
 const CREATE_RECORD: Record<FileType, number> = {
   reg: CL.CREAT, dir: CL.MKDIR, lnk: CL.SLINK, chr: CL.MKNOD, blk: CL.MKNOD, fifo: CL.MKNOD, sock: CL.MKNOD,
 };
+const POSIX_ACL_PREFIX = 'system.posix_acl_';
 /** setting these changes a layout (a directory's default): LYOUT rather than XATTR */
 const LOV_XATTRS = new Set(['lustre.lov', 'trusted.lov']);
 /** Lustre's zero FID: a rename record's target when no file was replaced */

@@ -3,7 +3,7 @@
  * sparse files at `O/<seq>/d<oid % 32>/<oid>` (reference §1), created ahead of
  * use by precreation, with a durable LAST_ID per sequence.
  */
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, readSync, writeSync } from 'node:fs';
 import { open, readFile, stat, statfs as fsStatfs, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { err, toStriaError } from '../common/errno.js';
@@ -14,6 +14,7 @@ import { fromNs, isTimestamp, type Timestamp } from '../common/time.js';
 import type { ObjAttr, StatFs } from '../common/statfs.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { HandleCache } from './handle-cache.js';
+import { PLAIN_BULKS, type BulkSource } from '../lnet/bulk-pool.js';
 import { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_ORPHANS, MAX_PRECREATE } from './limits.js';
 import { describeObject, groupSubdirs, isIdifSeq, objectGroup, objectLocation, type ObjectGroup, type ObjectLocation } from './objpath.js';
 import { fsyncDir, mkdirDurable, openTargetDir } from './target-dir.js';
@@ -30,6 +31,16 @@ export interface ObjectStoreOptions {
 
 const LAST_ID_FILE = 'LAST_ID';
 const CREATE_PARALLELISM = 16;
+/**
+ * Reads and writes up to this size may be done on the event loop's thread: a few KiB cost
+ * less to copy than the two thread switches of a thread-pool request, which dominated the
+ * latency of small I/O. Larger ones go to the pool, where the copy overlaps with other work.
+ */
+export const INLINE_IO_MAX_BYTES = 64 * 1024;
+/** An inline read slower than this came from the disk, not the page cache... */
+const INLINE_READ_SLOW_MS = 0.05;
+/** ...and reads then go to the pool for this long. */
+const POOL_READS_AFTER_SLOW_MS = 100;
 /** During orphan cleanup LAST_ID follows the deletions this often (as Lustre's ofd does), so a restart rescans little. */
 const ORPHAN_LAST_ID_STEP = 512;
 
@@ -56,6 +67,10 @@ export class ObjectStore {
   /** hash directories that lost entries since the last sync */
   private readonly dirtyDirs = new Set<string>();
   private readonly inflight = new Set<Promise<unknown>>();
+  /** reads running in the thread pool: while there are some, new ones join them there */
+  private pooledReads = 0;
+  /** performance.now() until which reads go to the pool (an inline one had to wait for the disk) */
+  private poolReadsUntil = 0;
   private closed = false;
 
   private constructor(
@@ -172,34 +187,64 @@ export class ObjectStore {
     });
   }
 
-  /** Bytes present at [offset, offset+length): holes read as zeros, short only at EOF. */
-  read(seq: number, oid: number, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Bytes present at [offset, offset+length): holes read as zeros, short only at EOF.
+   * One pread, no fstat first: a read at or past the end comes back short by itself, and the
+   * stat cost a second trip through the thread pool on every read. A small read is done on
+   * this thread (see INLINE_IO_MAX_BYTES) while reads come from the page cache one at a time;
+   * with others in flight, or once one had to wait for the disk, they go to the pool, where
+   * several can wait at the disk at once. The buffer comes from `source` (a reply bulk pool:
+   * see BulkPool for who may give it back).
+   */
+  read(seq: number, oid: number, offset: number, length: number, source: BulkSource = PLAIN_BULKS): Promise<Buffer> {
     return this.run(async () => {
       checkRange(offset, length);
       return this.withObject(seq, oid, false, async (fh) => {
-        const { size } = await fh.stat();
-        const want = Math.max(0, Math.min(length, size - offset));
-        const buf = Buffer.allocUnsafe(want);
+        const buf = source.take(length);
         let got = 0;
-        while (got < want) {
-          const { bytesRead } = await fh.read(buf, got, want - got, offset + got);
-          if (bytesRead === 0) break; // truncated meanwhile
-          got += bytesRead;
+        const inline = length <= INLINE_IO_MAX_BYTES && this.pooledReads === 0 && performance.now() >= this.poolReadsUntil;
+        if (!inline) this.pooledReads++;
+        try {
+          const t0 = inline ? performance.now() : 0;
+          while (got < length) {
+            const bytesRead = inline
+              ? readSync(fh.fd, buf, got, length - got, offset + got)
+              : (await fh.read(buf, got, length - got, offset + got)).bytesRead;
+            if (bytesRead === 0) break; // end of the object
+            got += bytesRead;
+          }
+          // That one waited for the disk: the next ones may too, and in the pool several
+          // can wait at once while this thread goes on.
+          if (inline && performance.now() - t0 > INLINE_READ_SLOW_MS) this.poolReadsUntil = performance.now() + POOL_READS_AFTER_SLOW_MS;
+        } catch (e) {
+          source.give(buf);
+          throw e;
+        } finally {
+          if (!inline) this.pooledReads--;
         }
-        // Never hand out the unfilled (uninitialised) tail.
-        return got === want ? buf : Buffer.from(buf.subarray(0, got));
+        if (got === length) return buf;
+        // Never hand out the unfilled (uninitialised) tail, nor keep it alive behind a view.
+        const exact = Buffer.from(buf.subarray(0, got));
+        source.give(buf);
+        return exact;
       });
     });
   }
 
-  /** Writes all of `data` at `offset`; with `sync`, the data is on disk before this resolves. */
+  /**
+   * Writes all of `data` at `offset`; with `sync`, the data is on disk before this resolves.
+   * Small writes go to the page cache from this thread (see INLINE_IO_MAX_BYTES), large ones
+   * through the thread pool.
+   */
   write(seq: number, oid: number, offset: number, data: Buffer, sync = false): Promise<number> {
     return this.run(async () => {
       checkRange(offset, data.length);
       return this.withObject(seq, oid, true, async (fh) => {
         let done = 0;
         while (done < data.length) {
-          const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+          const bytesWritten = data.length <= INLINE_IO_MAX_BYTES
+            ? writeSync(fh.fd, data, done, data.length - done, offset + done)
+            : (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
           if (bytesWritten <= 0) throw err('EIO', `write to object ${describeObject(seq, oid)} made no progress`);
           done += bytesWritten;
         }

@@ -44,7 +44,7 @@ export async function startOss(opts: OssOptions, log: Logger): Promise<RunningOs
     }
     const server = new RpcServer({ nid: opts.listen }, log);
     const ldlmTimeoutMs = opts.ldlmTimeoutMs ?? DEFAULT_LDLM_TIMEOUT_MS;
-    const targets = stores.map((store) => createOstTarget(store, log, { ldlmTimeoutMs, evict: (exp, why) => server.evict(exp, why) }));
+    const targets = stores.map((store) => createOstTarget(store, log, { ldlmTimeoutMs, evict: (exp, why) => server.evict(exp, why), replyBulks: server.replyBulks }));
     cleanup.push(async () => targets.forEach((t) => t.ldlm.close()));
     for (const t of targets) server.addTarget(t);
     await server.listen();

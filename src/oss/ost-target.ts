@@ -7,6 +7,7 @@ import type { Logger } from '../common/log.js';
 import { Opc, opcodeName } from '../ptlrpc/opcodes.js';
 import type { ReplyPayload, RequestContext, RequestHandler, ServerExport, TargetService } from '../ptlrpc/types.js';
 import type { ObjectStore } from './objstore.js';
+import type { BulkSource } from '../lnet/bulk-pool.js';
 import { LdlmServer } from '../ldlm/server.js';
 import { CancelRequest, EnqueueRequest, objectResource } from '../ldlm/protocol.js';
 import { EXTENT_EOF } from '../ldlm/extent.js';
@@ -43,6 +44,8 @@ export interface OstTargetOptions {
   ldlmTimeoutMs: number;
   /** the RPC server's eviction (drops the export, closes the connection) */
   evict(exp: ServerExport, reason: string): void;
+  /** where read reply buffers come from: the RPC server's pool, which takes them back once sent */
+  replyBulks?: BulkSource;
 }
 
 /** Without an RPC server to evict through (unit tests), an unresponsive client just loses its locks. */
@@ -88,7 +91,7 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
 
   on(Opc.OST_READ, 'read', async (ctx, op) => {
     const b = parseRequest(OstReadRequest, ctx.body, op);
-    const data = await store.read(b.seq, b.oid, b.offset, b.length);
+    const data = await store.read(b.seq, b.oid, b.offset, b.length, opts.replyBulks);
     addSample(stats.counters.read_bytes, data.length);
     return { body: { n: data.length }, bulk: data };
   });

@@ -108,9 +108,13 @@ export class RpcChannel {
     });
   }
 
-  /** Sends a reply (or any frame); false when the connection is closed. */
-  send(header: MsgHeader, bulk?: Buffer | Buffer[]): boolean {
-    return this.conn.send(header, bulk);
+  /**
+   * Sends a reply (or any frame); false when the connection is closed. `onSent` runs once the
+   * socket no longer needs the bulk buffers (written, or dropped with the connection); only
+   * when this returned true.
+   */
+  send(header: MsgHeader, bulk?: Buffer | Buffer[], onSent?: () => void): boolean {
+    return this.conn.send(header, bulk, onSent);
   }
 
   close(reason?: Error): void {

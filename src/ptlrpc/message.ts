@@ -104,10 +104,20 @@ export function errorHeader(req: MsgHeader, e: StriaError, extra: ReplyHeaderExt
   return h;
 }
 
-/** The StriaError an error reply stands for. */
+/**
+ * The StriaError an error reply stands for. It carries no stack: where the reply was decoded
+ * says nothing about the failure, and capturing one cost more than the rest of the reply
+ * (ENODATA from getxattr answers every write through the mount).
+ */
 export function errorFromReply(h: MsgHeader): StriaError {
   const errno = h.st !== undefined && h.st < 0 ? -h.st : Errno.EPROTO;
-  return new StriaError(errno, h.msg ?? `${opcodeName(h.opc)} failed: ${errnoName(errno)}`, h.code);
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new StriaError(errno, h.msg ?? `${opcodeName(h.opc)} failed: ${errnoName(errno)}`, h.code);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
 
 /** Converts a reply frame to a ReplyMessage; throws the StriaError of an error reply or a bad checksum. */

@@ -48,14 +48,15 @@ export class ReplyCache {
   }
 
   /**
-   * Saves an outcome. A large reply bulk of a request that changed nothing (no transno) is
-   * not kept: running such a request again is harmless and cheaper than holding the data.
+   * Saves an outcome; returns whether it was kept. A large reply bulk of a request that
+   * changed nothing (no transno) is not kept: running such a request again is harmless and
+   * cheaper than holding the data.
    */
-  save(xid: number, outcome: HandlerOutcome): void {
-    if (this.capacity === 0) return;
+  save(xid: number, outcome: HandlerOutcome): boolean {
+    if (this.capacity === 0) return false;
     if (outcome.ok) {
       const bulk = normalizeBulk(outcome.payload?.bulk);
-      if (bulkLength(bulk) > MAX_SAVED_UNMODIFYING_BULK && validTransno(outcome.payload?.transno) === undefined) return;
+      if (bulkLength(bulk) > MAX_SAVED_UNMODIFYING_BULK && validTransno(outcome.payload?.transno) === undefined) return false;
     }
     this.saved.delete(xid);
     this.saved.set(xid, outcome);
@@ -63,5 +64,6 @@ export class ReplyCache {
       const oldest = this.saved.keys().next().value as number;
       this.saved.delete(oldest);
     }
+    return true;
   }
 }

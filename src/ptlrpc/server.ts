@@ -10,6 +10,7 @@ import { err, StriaError, toStriaError } from '../common/errno.js';
 import type { Logger } from '../common/log.js';
 import { FrameConnection, formatPeer } from '../lnet/connection.js';
 import { DEFAULT_MAX_BULK_BYTES, DEFAULT_MAX_HEADER_BYTES, type FrameLimits } from '../lnet/frame.js';
+import { BulkPool } from '../lnet/bulk-pool.js';
 import { RpcChannel } from './channel.js';
 import { bulkChecksum, bulkChecksumMatches } from './checksum.js';
 import { RpcExport, type ServerLink } from './export.js';
@@ -57,6 +58,8 @@ class Link implements ServerLink {
 }
 
 export class RpcServer {
+  /** buffers for large reply bulks (OST_READ), given back here once their reply is sent */
+  readonly replyBulks = new BulkPool();
   private readonly opts: RpcServerOptions;
   private readonly limits: FrameLimits;
   private readonly credits: number;
@@ -243,15 +246,17 @@ export class RpcServer {
     };
     const finish = exp.replies.begin(h.xid);
     let outcome: HandlerOutcome;
+    let kept = false;
     try {
       outcome = await runHandler(handler, ctx, this.log, what);
       const tn = outcome.ok ? validTransno(outcome.payload?.transno) : undefined;
       if (tn !== undefined && tn > (this.lastTransno.get(exp.target) ?? 0)) this.lastTransno.set(exp.target, tn);
-      exp.replies.save(h.xid, outcome);
+      kept = exp.replies.save(h.xid, outcome);
     } finally {
       finish();
     }
-    this.sendOutcome(link, h, outcome, started, exp.target);
+    // A reply the cache did not keep is referenced by nothing once sent: pooled bulk goes back.
+    this.sendOutcome(link, h, outcome, started, exp.target, !kept);
   }
 
   /** The export a request's handle names, if it is bound to this connection and generation. */
@@ -362,15 +367,18 @@ export class RpcServer {
     this.sendFrame(link, errorHeader(h, e, this.replyExtra(target, started)), undefined);
   }
 
-  private sendOutcome(link: Link, h: MsgHeader, outcome: HandlerOutcome, started: number, target: string): void {
+  private sendOutcome(link: Link, h: MsgHeader, outcome: HandlerOutcome, started: number, target: string, recycle = false): void {
     const frame = outcomeFrame(h, outcome, this.replyExtra(target, started));
-    this.sendFrame(link, frame.header, frame.bulk, h, target, started);
+    this.sendFrame(link, frame.header, frame.bulk, h, target, started, recycle ? frame.bulk : undefined);
   }
 
-  private sendFrame(link: Link, header: MsgHeader, bulk: Buffer[] | undefined, req?: MsgHeader, target?: string, started = 0): void {
+  /** `recycle`: bulk buffers to give back to replyBulks once the socket is done with them. */
+  private sendFrame(link: Link, header: MsgHeader, bulk: Buffer[] | undefined, req?: MsgHeader, target?: string, started = 0, recycle?: Buffer[]): void {
+    const giveBack = recycle && recycle.some((b) => this.replyBulks.owns(b)) ? () => recycle.forEach((b) => this.replyBulks.give(b)) : undefined;
     try {
-      link.channel.send(header, bulk);
+      if (!link.channel.send(header, bulk, giveBack)) giveBack?.();
     } catch (e) {
+      giveBack?.();
       // the reply could not be encoded (too large, unpackable body): say so instead
       const se = toStriaError(e);
       this.log.error({ err: se.message, opc: header.opc, xid: header.xid }, 'reply could not be sent');
