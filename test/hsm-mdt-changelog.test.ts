@@ -8,7 +8,6 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { TestCluster } from './helpers/cluster.js';
 import { startMds, type RunningMds } from '../src/mds/mds.js';
@@ -16,8 +15,8 @@ import { parseNid } from '../src/lnet/nid.js';
 import { silentLogger } from '../src/common/log.js';
 import { fidKey, type Fid } from '../src/common/fid.js';
 import { HS } from '../src/hsm/flags.js';
-import type { HsmActionItem } from '../src/hsm/protocol.js';
 import type { StriaClient } from '../src/client/client.js';
+import { MemoryAgent } from './helpers/memory-agent.js';
 import {
   CL, CLF_HSM_EVENT, CLF_UNLINK_HSM_EXISTS, CLF_UNLINK_LAST, hsmRecordFlags, type ChangelogInput, type ChangelogSink,
 } from '../src/mds/changelog-types.js';
@@ -41,66 +40,6 @@ class ArraySink implements ChangelogSink {
   /** The records about `fid` appended since `from`. */
   about(fid: Fid, from = 0): ChangelogInput[] {
     return this.records.slice(from).filter((r) => fidKey(r.tfid) === fidKey(fid) || (r.sfid && fidKey(r.sfid) === fidKey(fid)));
-  }
-}
-
-/**
- * A copytool in a few lines: a client registered as the agent for archive 1, its archive
- * copies kept in memory. With `hold`, actions are received but left alone (a copytool
- * that is busy, or about to die).
- */
-class MemoryAgent {
-  readonly copies = new Map<string, Buffer>();
-  readonly received: HsmActionItem[] = [];
-  readonly held: HsmActionItem[] = [];
-  hold = false;
-
-  constructor(readonly client: StriaClient) {}
-
-  async start(): Promise<void> {
-    this.client.onHsmActions((hal) => {
-      for (const item of hal.items) {
-        this.received.push(item);
-        if (this.hold) this.held.push(item);
-        else void this.run(item);
-      }
-    });
-    await this.client.hsm.register([1]);
-  }
-
-  release(): void {
-    this.hold = false;
-    for (const item of this.held.splice(0)) void this.run(item);
-  }
-
-  private async run(item: HsmActionItem): Promise<void> {
-    const c = this.client;
-    const base = { cookie: item.cookie, fid: item.fid };
-    if (item.action === 'CANCEL') return;
-    try {
-      await c.hsm.progress({ ...base, phase: 'begin' });
-      if (item.action === 'ARCHIVE') {
-        const dataVersion = await c.dataVersion(item.fid);
-        const size = (await c.getattr(item.fid)).size;
-        const f = await c.open(item.fid);
-        const data = size > 0 ? await c.read(f, 0, size) : Buffer.alloc(0);
-        await c.close(f);
-        this.copies.set(fidKey(item.fid), data);
-        const checksum = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-        await c.hsm.progress({ ...base, phase: 'end', bytes: size, archived: { dataVersion, size, checksum } });
-      } else if (item.action === 'RESTORE') {
-        const r = item.restore!;
-        const data = this.copies.get(fidKey(item.fid))!;
-        if (data.length > 0) await c.writeObjects(item.fid, r.layout, 0, data);
-        await c.finishObjects(item.fid, r.layout, { size: r.size, atime: r.atime, mtime: r.mtime });
-        await c.hsm.progress({ ...base, phase: 'end', bytes: data.length });
-      } else {
-        this.copies.delete(fidKey(item.fid));
-        await c.hsm.progress({ ...base, phase: 'end' });
-      }
-    } catch (e) {
-      await c.hsm.progress({ ...base, phase: 'end', errval: (e as { errno?: number }).errno ?? 5 }).catch(() => undefined);
-    }
   }
 }
 

@@ -8,19 +8,18 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TestCluster } from './helpers/cluster.js';
 import { lctl } from './helpers/lctl.js';
 import { pseudoRandomBuffer } from './helpers/data.js';
-import { fidKey, type Fid } from '../src/common/fid.js';
+import type { Fid } from '../src/common/fid.js';
 import { Errno, type ErrnoName } from '../src/common/errno.js';
 import type { OstObject } from '../src/common/layout.js';
 import { objectLocation } from '../src/oss/objpath.js';
 import { HS, formatHsmState } from '../src/hsm/flags.js';
-import type { HsmActionItem } from '../src/hsm/protocol.js';
 import type { StriaClient } from '../src/client/client.js';
+import { MemoryAgent } from './helpers/memory-agent.js';
 
 const ROOT = { uid: 0, gid: 0 };
 const ALICE = { uid: 1000, gid: 1000 };
@@ -29,66 +28,6 @@ const O_WRONLY = 1;
 const SIZE = 300 * 1024 + 17;
 const DATA = pseudoRandomBuffer(SIZE, 0x45a1);
 const WAIT_MS = 30_000;
-
-/**
- * A copytool in a few lines: a client registered as the agent for archive 1, its archive
- * copies kept in memory. With `hold`, actions are received but left alone (a copytool
- * that is busy, or about to die).
- */
-class MemoryAgent {
-  readonly copies = new Map<string, Buffer>();
-  readonly received: HsmActionItem[] = [];
-  readonly held: HsmActionItem[] = [];
-  hold = false;
-
-  constructor(readonly client: StriaClient) {}
-
-  async start(): Promise<void> {
-    this.client.onHsmActions((hal) => {
-      for (const item of hal.items) {
-        this.received.push(item);
-        if (this.hold) this.held.push(item);
-        else void this.run(item);
-      }
-    });
-    await this.client.hsm.register([1]);
-  }
-
-  release(): void {
-    this.hold = false;
-    for (const item of this.held.splice(0)) void this.run(item);
-  }
-
-  private async run(item: HsmActionItem): Promise<void> {
-    const c = this.client;
-    const base = { cookie: item.cookie, fid: item.fid };
-    if (item.action === 'CANCEL') return;
-    try {
-      await c.hsm.progress({ ...base, phase: 'begin' });
-      if (item.action === 'ARCHIVE') {
-        const dataVersion = await c.dataVersion(item.fid);
-        const size = (await c.getattr(item.fid)).size;
-        const f = await c.open(item.fid);
-        const data = size > 0 ? await c.read(f, 0, size) : Buffer.alloc(0);
-        await c.close(f);
-        this.copies.set(fidKey(item.fid), data);
-        const checksum = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-        await c.hsm.progress({ ...base, phase: 'end', bytes: size, archived: { dataVersion, size, checksum } });
-      } else if (item.action === 'RESTORE') {
-        const r = item.restore!;
-        const data = this.copies.get(fidKey(item.fid))!;
-        if (data.length > 0) await c.writeObjects(item.fid, r.layout, 0, data);
-        await c.finishObjects(item.fid, r.layout, { size: r.size, atime: r.atime, mtime: r.mtime });
-        await c.hsm.progress({ ...base, phase: 'end', bytes: data.length });
-      } else {
-        this.copies.delete(fidKey(item.fid));
-        await c.hsm.progress({ ...base, phase: 'end' });
-      }
-    } catch (e) {
-      await c.hsm.progress({ ...base, phase: 'end', errval: (e as { errno?: number }).errno ?? 5 }).catch(() => undefined);
-    }
-  }
-}
 
 /** Polls `check` until it returns something, within WAIT_MS. */
 async function until<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
