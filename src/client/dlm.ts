@@ -38,6 +38,16 @@ export interface CacheInvalidator {
   names(fid: Fid): void;
 }
 
+export interface DataRevoke {
+  fid: Fid;
+  ostIdx: number;
+  seq: number;
+  oid: number;
+  extent: Extent;
+  mode: LockMode;
+  why: RevokeReason;
+}
+
 /** Locks held for one operation; release() them all when done. */
 export class HeldLocks {
   constructor(private readonly entries: Array<{ ns: LdlmClientNamespace; lock: ClientLock }>) {}
@@ -63,6 +73,14 @@ export class ClientDlm {
   /** lock resource (per namespace) -> the file it belongs to */
   private readonly owners = new Map<string, Fid>();
   invalidator: CacheInvalidator | undefined;
+  /**
+   * Told when a data lock on one of a file's objects goes (after what it protected was
+   * flushed, before the cancel): client caches outside the kernel (pages, PCC copies) drop
+   * what the lock covered. `extent` is the lock's object extent, `ostIdx/seq/oid` its object.
+   */
+  readonly dataRevokeListeners = new Set<(ev: DataRevoke) => void | Promise<void>>();
+  /** Told when the last valid attribute lock (UPDATE|PERM|XATTR|LAYOUT) on an inode goes. */
+  readonly attrRevokeListeners = new Set<(fid: Fid) => void>();
 
   constructor(rpc: RpcClient, private readonly instance: string, private readonly log: Logger) {
     this.router = new LdlmCallbackRouter(rpc);
@@ -170,7 +188,10 @@ export class ClientDlm {
     for (const l of others) if (ns!.isValid(l)) still |= l.bits ?? 0;
     const lost = (lock.bits ?? MD_CACHE_BITS) & ~still;
     if (lost & MD_NAME_BITS) this.invalidator.names(fid);
-    if (lost & MD_ATTR_BITS) await this.invalidator.attrs(fid);
+    if (lost & MD_ATTR_BITS) {
+      for (const l of this.attrRevokeListeners) l(fid);
+      await this.invalidator.attrs(fid);
+    }
   }
 
   /** The MDT locks this client holds on an inode and their bits, for tests and lctl. */
@@ -184,7 +205,18 @@ export class ClientDlm {
     const key = `${ostIdx}/${lock.res}`;
     const fid = this.owners.get(key);
     if (this.oscs.get(ostIdx)?.locksOn(lock.res).length === 0) this.owners.delete(key);
-    if (!fid || why === 'unmount' || !this.invalidator) return;
+    if (!fid || why === 'unmount') return;
+    const [seq, oid] = lock.res.split(':').map(Number);
+    const ev: DataRevoke = { fid, ostIdx, seq: seq!, oid: oid!, extent: lock.extent ?? { start: 0, end: EXTENT_EOF }, mode: lock.mode, why };
+    // Listeners may flush dirty data under this lock: they all run before the cancel goes.
+    await Promise.all([...this.dataRevokeListeners].map(async (l) => {
+      try {
+        await l(ev);
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message, fid: fidKey(fid) }, 'cache callback on lock revoke failed');
+      }
+    }));
+    if (!this.invalidator) return;
     this.invalidator.data(fid);
     await this.invalidator.attrs(fid);
   }

@@ -19,4 +19,9 @@ export interface ObjAttr {
   atime: Timestamp;
   mtime: Timestamp;
   ctime: Timestamp;
+  /**
+   * data version: differs from every earlier one once the object's data or size changed
+   * (a cache key; opaque, compare for equality only)
+   */
+  ver?: string;
 }

@@ -5,7 +5,7 @@
 import { connect } from 'node:net';
 import { readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { err, toStriaError } from '../common/errno.js';
+import { err, StriaError, toStriaError } from '../common/errno.js';
 import { MAX_RESPONSE_BYTES, parseSocketName, ROLES, runDir, type ControlRequest, type ControlResponse, type Role } from './protocol.js';
 
 export interface Endpoint {
@@ -100,4 +100,13 @@ export function ask(ep: Endpoint, req: ControlRequest, timeoutMs = 60_000): Prom
       finish(() => reject(toStriaError(e)));
     });
   });
+}
+
+/** Runs a command of the process behind `ep` (see ParamRegistry.command) and returns its result. */
+export async function call(ep: Endpoint, method: string, args: unknown, timeoutMs = 60_000): Promise<unknown> {
+  const r = await ask(ep, { op: 'call', method, args, timeoutMs }, timeoutMs + 5_000);
+  if (!r) throw err('ENODEV', `${ep.role} process ${ep.pid} is gone`, 'CONTROL_GONE');
+  if (!r.ok) throw new StriaError(r.error.errno, r.error.message, r.error.code);
+  if (!('result' in r)) throw err('EPROTO', `${ep.role} process ${ep.pid} sent a malformed answer`, 'BAD_CONTROL_REPLY');
+  return r.result;
 }

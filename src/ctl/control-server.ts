@@ -170,16 +170,22 @@ export class ControlServer {
         }
         case 'devices':
           return { ok: true, devices: this.registry.devices() };
+        case 'call': {
+          const fn = this.registry.commandNamed(req.method);
+          if (!fn) return failure(err('EOPNOTSUPP', `this process has no command ${req.method}`, 'NO_SUCH_COMMAND'));
+          const result = await this.bounded(() => fn(req.args), `running ${req.method}`, req.timeoutMs);
+          return { ok: true, result: result ?? null };
+        }
       }
     } catch (e) {
       return failure(e);
     }
   }
 
-  private async bounded<T>(fn: () => T | Promise<T>, what: string): Promise<T> {
+  private async bounded<T>(fn: () => T | Promise<T>, what: string, limitMs = this.opTimeoutMs): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(err('ETIMEDOUT', `${what} took longer than ${this.opTimeoutMs} ms`, 'PARAM_TIMEOUT')), this.opTimeoutMs);
+      timer = setTimeout(() => reject(err('ETIMEDOUT', `${what} took longer than ${limitMs} ms`, 'PARAM_TIMEOUT')), limitMs);
     });
     try {
       return await Promise.race([Promise.resolve().then(fn), timeout]);

@@ -1,6 +1,6 @@
 /**
  * The parameters of an OSS process: per OST `obdfilter.<target>.{stats,uuid,
- * num_exports,brw_size,blocksize,kbytes*,files*}` and one `obdfilter` device each.
+ * num_exports,brw_size,tot_granted,blocksize,kbytes*,files*}` and one `obdfilter` device each.
  */
 import type { RpcServer } from '../ptlrpc/server.js';
 import { MAX_IO_BYTES } from '../oss/limits.js';
@@ -29,6 +29,7 @@ export function registerOssParams(reg: ParamRegistry, oss: { server: RpcServer; 
       [`${p}.uuid`, ro(() => `${t.name}_UUID`)],
       [`${p}.num_exports`, ro(() => oss.server.exports(t.name).length)],
       [`${p}.brw_size`, ro(() => MAX_IO_BYTES >> 20)],
+      [`${p}.tot_granted`, ro(() => t.grants.totGranted)],
       ...statfsParams(p, () => t.store.statfs()),
       ...serverNamespaceParams(t.ldlm),
     ];

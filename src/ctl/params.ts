@@ -40,10 +40,30 @@ export interface ParamNode {
 
 const NAME_PART = /^[A-Za-z0-9_@:+,=-][A-Za-z0-9_@:.+,=-]*$/;
 
+/** A control command: JSON arguments in, a JSON-serialisable result out; throw StriaError to fail. */
+export type Command = (args: unknown) => Promise<unknown> | unknown;
+
 export class ParamRegistry {
   private readonly fixed = new Map<string, { path: string[]; param: Param }>();
   private readonly providers = new Set<() => ParamEntries>();
   private readonly deviceSources = new Set<() => DeviceInfo[]>();
+  private readonly commands = new Map<string, Command>();
+
+  /**
+   * Adds a command that tools call by name over the control socket (`stria warmup`, `lfs pcc`
+   * talk to a mounted client this way); returns a function that removes it.
+   */
+  command(name: string, fn: Command): () => void {
+    if (this.commands.has(name)) throw err('EEXIST', `command ${name} is already registered`, 'COMMAND_EXISTS');
+    this.commands.set(name, fn);
+    return () => {
+      if (this.commands.get(name) === fn) this.commands.delete(name);
+    };
+  }
+
+  commandNamed(name: string): Command | undefined {
+    return this.commands.get(name);
+  }
 
   /** Adds one parameter; returns a function that removes it. */
   register(name: string, param: Param): () => void {

@@ -49,6 +49,8 @@ export const ControlRequest = z.discriminatedUnion('op', [
   z.object({ op: z.literal('get'), pattern, recursive: z.boolean().optional() }),
   z.object({ op: z.literal('set'), pattern, value: z.string().max(4096) }),
   z.object({ op: z.literal('devices') }),
+  /** a command of the process (e.g. a client mount's `cache.warmup`), with JSON arguments */
+  z.object({ op: z.literal('call'), method: z.string().min(1).max(128), args: z.unknown().optional(), timeoutMs: z.number().int().positive().max(86_400_000).optional() }),
 ]);
 export type ControlRequest = z.infer<typeof ControlRequest>;
 
@@ -85,4 +87,5 @@ export type ControlResponse =
   | { ok: true; values: ReadResult[]; matched: number }
   | { ok: true; written: WriteResult[]; matched: number }
   | { ok: true; devices: WireDevice[] }
+  | { ok: true; result: unknown }
   | { ok: false; error: WireError };

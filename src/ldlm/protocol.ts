@@ -79,7 +79,7 @@ export const CompletionAst = z.object({
   handle: zSafeUint,
   cookie: zSafeUint,
   extent: zExtent.optional(),
-  lvb: z.object({ size: zSafeUint, blocks: zSafeUint, atime: zTimestamp, mtime: zTimestamp, ctime: zTimestamp }).optional(),
+  lvb: z.object({ size: zSafeUint, blocks: zSafeUint, atime: zTimestamp, mtime: zTimestamp, ctime: zTimestamp, ver: z.string().max(64).optional() }).optional(),
 });
 export type CompletionAst = z.infer<typeof CompletionAst>;
 

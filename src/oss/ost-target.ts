@@ -14,6 +14,8 @@ import { EXTENT_EOF } from '../ldlm/extent.js';
 import { LockMode } from '../ldlm/modes.js';
 import { parseBody } from '../common/validate.js';
 import { addSample, newOstStats, type OstCounterName, type OstStats } from './ost-stats.js';
+import { ObjectVersions } from './object-version.js';
+import { OstGrants } from './grant.js';
 import {
   MAX_IO_BYTES,
   MAX_OBJECT_BYTES,
@@ -29,6 +31,7 @@ import {
   parseRequest,
   type OstConnectReply,
   type OstCreateReply,
+  type OstWriteReply,
 } from './protocol.js';
 
 export interface OstTarget extends TargetService {
@@ -37,6 +40,10 @@ export interface OstTarget extends TargetService {
   readonly ldlm: LdlmServer;
   /** live counters for `lctl get_param obdfilter.<name>.stats` */
   readonly stats: OstStats;
+  /** data versions of the objects (cache keys of clients) */
+  readonly versions: ObjectVersions;
+  /** space granted to the exports for their write-back caches */
+  readonly grants: OstGrants;
 }
 
 export interface OstTargetOptions {
@@ -46,6 +53,8 @@ export interface OstTargetOptions {
   evict(exp: ServerExport, reason: string): void;
   /** where read reply buffers come from: the RPC server's pool, which takes them back once sent */
   replyBulks?: BulkSource;
+  /** object version table (tests give a small or fixed-epoch one); a fresh random epoch by default */
+  versions?: ObjectVersions;
 }
 
 /** Without an RPC server to evict through (unit tests), an unresponsive client just loses its locks. */
@@ -54,6 +63,24 @@ const STANDALONE: OstTargetOptions = { ldlmTimeoutMs: 20_000, evict: () => undef
 export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTargetOptions = STANDALONE): OstTarget {
   const stats = newOstStats();
   const handlers = new Map<number, RequestHandler>();
+  const versions = opts.versions ?? new ObjectVersions();
+  const grants = new OstGrants(() => store.statfs());
+  /** Attributes with the data version; the version is taken first, so it is never newer than the attributes. */
+  const attrWithVersion = async (seq: number, oid: number) => {
+    const ver = versions.of(seq, oid);
+    return { ...(await store.getattr(seq, oid)), ver };
+  };
+  /** Runs a change of the object's data or size and bumps its version once it landed (failed too: it may have landed in part). */
+  const modifying = async <T>(seq: number, oid: number, fn: () => Promise<T>): Promise<{ result: T; ver: string }> => {
+    let ver: string | undefined;
+    try {
+      const result = await fn();
+      ver = versions.bump(seq, oid);
+      return { result, ver };
+    } finally {
+      if (ver === undefined) versions.bump(seq, oid);
+    }
+  };
   const ldlm = new LdlmServer({
     name: `filter-${store.name}_UUID`,
     callbackTimeoutMs: opts.ldlmTimeoutMs,
@@ -62,7 +89,7 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     lvb: async (res) => {
       const [seq, oid] = res.split(':').map(Number);
       try {
-        return await store.getattr(seq!, oid!);
+        return await attrWithVersion(seq!, oid!);
       } catch {
         return undefined; // destroyed or never created: no attributes to report
       }
@@ -85,6 +112,8 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     let orphansDeleted: number | undefined;
     if (b.deleteOrphansAbove !== undefined) orphansDeleted = await store.deleteOrphans(b.seq, b.deleteOrphansAbove);
     const r = await store.precreate(b.seq, b.count);
+    // Objects created anew (again, after orphan cleanup) must not report a version of their previous life.
+    for (let oid = r.first; oid <= r.last; oid++) versions.bump(r.seq, oid);
     const body: OstCreateReply = orphansDeleted === undefined ? r : { ...r, orphansDeleted };
     return { body };
   });
@@ -104,24 +133,29 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     if (b.offset > MAX_OBJECT_BYTES - data.length) {
       throw err('EINVAL', `${op}: bad request: offset: ${b.offset} + ${data.length} bytes is beyond 2^53`, 'BAD_REQUEST');
     }
-    const n = await store.write(b.seq, b.oid, b.offset, data, b.sync ?? false);
+    const { result: n, ver } = await modifying(b.seq, b.oid, () => store.write(b.seq, b.oid, b.offset, data, b.sync ?? false));
     addSample(stats.counters.write_bytes, n);
-    return { body: { n } };
+    const grant = ctx.export ? await grants.write(ctx.export, n, b.grantUsed ?? 0, b.grantWant ?? 0) : 0;
+    const body: OstWriteReply = { n, ver, grant };
+    return { body };
   });
 
   on(Opc.OST_GETATTR, 'getattr', async (ctx, op) => {
     const b = parseRequest(OstObjectRequest, ctx.body, op);
-    return { body: await store.getattr(b.seq, b.oid) };
+    return { body: await attrWithVersion(b.seq, b.oid) };
   });
 
   on(Opc.OST_SETATTR, 'setattr', async (ctx, op) => {
     const b = parseRequest(OstSetattrRequest, ctx.body, op);
-    return { body: await store.setattr(b.seq, b.oid, { atime: b.atime, mtime: b.mtime }) };
+    // Times only: the data version stays.
+    const ver = versions.of(b.seq, b.oid);
+    return { body: { ...(await store.setattr(b.seq, b.oid, { atime: b.atime, mtime: b.mtime })), ver } };
   });
 
   on(Opc.OST_PUNCH, 'punch', async (ctx, op) => {
     const b = parseRequest(OstPunchRequest, ctx.body, op);
-    return { body: await store.punch(b.seq, b.oid, b.size) };
+    const { result: attr, ver } = await modifying(b.seq, b.oid, () => store.punch(b.seq, b.oid, b.size));
+    return { body: { ...attr, ver } };
   });
 
   on(Opc.OST_DESTROY, 'destroy', async (ctx, op) => {
@@ -130,6 +164,7 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     const lock = await ldlm.lockLocal(objectResource(b.seq, b.oid), 'extent', LockMode.PW, { extent: { start: 0, end: EXTENT_EOF } });
     try {
       await store.destroy(b.seq, b.oid);
+      versions.forget(b.seq, b.oid);
     } finally {
       lock.release();
     }
@@ -163,17 +198,21 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     store,
     stats,
     ldlm,
+    versions,
+    grants,
     handlers,
-    onConnect(exp: ServerExport, data: unknown): OstConnectReply {
+    async onConnect(exp: ServerExport, data: unknown): Promise<OstConnectReply> {
       const d = parseRequest(OstConnectData, data, 'OST_CONNECT');
       if (d.fsname !== store.fsname) {
         throw err('EINVAL', `${store.name} belongs to filesystem ${store.fsname}, not ${d.fsname}`, 'WRONG_FILESYSTEM');
       }
-      log.info({ target: store.name, client: exp.clientUuid, peer: exp.peer }, 'client connected');
-      return { index: store.index, fsname: store.fsname, uuid: store.uuid };
+      const grant = await grants.connect(exp);
+      log.info({ target: store.name, client: exp.clientUuid, peer: exp.peer, grant }, 'client connected');
+      return { index: store.index, fsname: store.fsname, uuid: store.uuid, grant };
     },
     onDisconnect(exp: ServerExport): void {
       ldlm.dropExport(exp);
+      grants.release(exp);
       log.info({ target: store.name, client: exp.clientUuid, peer: exp.peer }, 'client disconnected');
     },
   };

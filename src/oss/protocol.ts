@@ -18,7 +18,8 @@ const fsname = z.string().regex(/^[A-Za-z0-9_-]{1,8}$/, 'filesystem name: 1-8 of
 /** OST_CONNECT connect data. */
 export const OstConnectData = z.object({ fsname });
 export type OstConnectData = z.infer<typeof OstConnectData>;
-export const OstConnectReply = z.object({ index: z.number().int().min(0).max(0xffff), fsname, uuid: z.string() });
+/** `grant`: bytes of space this export holds (a new export: its initial grant). */
+export const OstConnectReply = z.object({ index: z.number().int().min(0).max(0xffff), fsname, uuid: z.string(), grant: zSafeUint.optional() });
 export type OstConnectReply = z.infer<typeof OstConnectReply>;
 
 /** OST_CREATE: precreate `count` objects; orphan cleanup first when `deleteOrphansAbove` is set. */
@@ -38,13 +39,33 @@ export const OstReadRequest = z
   .refine((b) => b.offset <= MAX_OBJECT_BYTES - b.length, { path: ['length'], message: 'offset + length is beyond 2^53' });
 export type OstReadRequest = z.infer<typeof OstReadRequest>;
 
-/** OST_WRITE: the data is the request bulk. */
-export const OstWriteRequest = z.object({ seq, oid, offset, sync: z.boolean().optional() });
+/**
+ * OST_WRITE: the data is the request bulk. `grantUsed`: bytes of it the client counted
+ * against its grant; `grantWant`: the grant the client would like to hold after the reply.
+ */
+export const OstWriteRequest = z.object({
+  seq,
+  oid,
+  offset,
+  sync: z.boolean().optional(),
+  grantUsed: z.number().int().min(0).max(MAX_IO_BYTES).optional(),
+  grantWant: zSafeUint.optional(),
+});
 export type OstWriteRequest = z.infer<typeof OstWriteRequest>;
 
-/** Reply of OST_READ and OST_WRITE: bytes read (the bulk length) or written. */
+/** Reply of OST_READ: bytes read (the bulk length). */
 export const OstIoReply = z.object({ n: zSafeUint });
 export type OstIoReply = z.infer<typeof OstIoReply>;
+
+/** Object data version (see ObjectVersions): changes whenever the data or size does. */
+export const zObjVersion = z.string().min(1).max(64);
+
+/**
+ * Reply of OST_WRITE: bytes written, the object's data version once they landed, and
+ * the bytes of grant added to the client's (0 when there is no space to give).
+ */
+export const OstWriteReply = z.object({ n: zSafeUint, ver: zObjVersion, grant: zSafeUint });
+export type OstWriteReply = z.infer<typeof OstWriteReply>;
 
 /** OST_GETATTR and OST_DESTROY. */
 export const OstObjectRequest = z.object({ seq, oid });
@@ -70,7 +91,7 @@ export type OstSyncRequest = z.infer<typeof OstSyncRequest>;
 export const OstEmptyReply = z.object({});
 
 /** Reply of OST_GETATTR, OST_SETATTR, OST_PUNCH. */
-export const ObjAttrReply = z.object({ size: zSafeUint, blocks: zSafeUint, atime: zTimestamp, mtime: zTimestamp, ctime: zTimestamp });
+export const ObjAttrReply = z.object({ size: zSafeUint, blocks: zSafeUint, atime: zTimestamp, mtime: zTimestamp, ctime: zTimestamp, ver: zObjVersion.optional() });
 export type ObjAttrReply = ObjAttr;
 
 export const StatFsReply = z.object({ bsize: zSafeUint, blocks: zSafeUint, bfree: zSafeUint, bavail: zSafeUint, files: zSafeUint, ffree: zSafeUint });
