@@ -42,6 +42,8 @@ async function writeAndMeasure(): Promise<{ inFlight: Map<number, number>; activ
   const clear = await lctl(cluster.runDir, 'set_param', '-n', 'osc.*.rpc_stats=0', 'osc.*.stats=0');
   assert.equal(clear.code, 0, clear.stderr);
   await client.write(file, 0, Buffer.alloc(64 * KiB, 1));
+  // the write-back cache holds the data until a flush: fsync sends it, in RPCs of max_pages_per_rpc
+  await client.fsync(file);
   const r = await lctl(cluster.runDir, 'get_param', 'osc.*.rpc_stats', 'osc.*.stats');
   assert.equal(r.code, 0, r.stderr);
   const p = parseParams(r.stdout);

@@ -18,6 +18,7 @@ import { parseOstList } from './ost-list.js';
 import { getParam, listDevices, listParam, setParam, type Output } from '../ctl/lctl-params.js';
 import { LfsSession } from './lfs-session.js';
 import { mdtClient } from './lfs-changelog.js';
+import { registerLctlPcc } from './lctl-pcc.js';
 
 const DEFAULT_MGS = '127.0.0.1@tcp';
 
@@ -185,6 +186,7 @@ export function buildLctl(): Command {
         print(`${device}: Deregistered changelog user '${id}'`);
       });
     });
+  registerLctlPcc(program);
   program.command('ping <nid>').description('check that a server answers (OBD_PING)').action(async (nidText: string) => {
     const nid: Nid = parseNid(nidText);
     const rpc = new RpcClient({ uuid: `lctl-${randomUUID()}` }, silentLogger());

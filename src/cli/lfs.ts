@@ -26,6 +26,7 @@ import { describeLookupError } from './lfs-errors.js';
 import { mountedImportStates } from './lfs-check.js';
 import { HSM_COMMANDS } from './lfs-hsm.js';
 import { CHANGELOG_COMMANDS } from './lfs-changelog.js';
+import { PCC_COMMANDS } from './lfs-pcc.js';
 import { RpcClient } from '../ptlrpc/client.js';
 import { silentLogger } from '../common/log.js';
 import type { Nid } from '../lnet/nid.js';
@@ -263,6 +264,7 @@ export const COMMANDS: Record<string, LfsCommand> = {
 
   ...HSM_COMMANDS,
   ...CHANGELOG_COMMANDS,
+  ...PCC_COMMANDS,
 };
 
 /** OBD_PING of a NID from a throwaway connection (the MGC line of `lfs check servers`). */

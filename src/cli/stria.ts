@@ -14,12 +14,14 @@ import { startUp } from './up.js';
 import { unmountPath } from './umount.js';
 import { parseFsSpec, type FsSpec } from '../client/fs-spec.js';
 import { mountStria } from '../fuse/mount.js';
-import { DEFAULT_MOUNT_OPTIONS, parseMountOptions, type FuseImpl, type MountOptions } from '../fuse/mount-options.js';
+import { DEFAULT_MOUNT_OPTIONS, diskCacheOptions, parseMountOptions, type FuseImpl, type MountOptions } from '../fuse/mount-options.js';
 import { toStriaError } from '../common/errno.js';
 import { validated } from './args.js';
 import { isStoreUrl } from '../mds/store/open.js';
 import { addCopytoolCommand } from './copytool.js';
 import { registerPolicyCommand } from './policy.js';
+import { addWarmupCommand } from './warmup.js';
+import { addStatsCommand } from './cache-stats.js';
 import { parseArchiveLocation, type ArchiveTarget } from '../hsm/archive-url.js';
 
 export const DEFAULT_MGS_PORT = 988;
@@ -178,20 +180,26 @@ export function buildProgram(): Command {
 
   addCopytoolCommand(program);
   registerPolicyCommand(program);
+  addWarmupCommand(program);
+  addStatsCommand(program);
 
   program
     .command('mount')
     .description('mount a filesystem: stria mount MGSNID:/FSNAME[/SUBDIR] MOUNTPOINT (stays in the foreground)')
     .argument('<spec>', 'MGSNID[,NID][:FAILOVER]:/FSNAME[/SUBDIR]', specArg)
     .argument('<mountpoint>')
-    .option('-o, --options <opts>', 'comma-separated: allow_other, default_permissions, ro, attr_timeout=S, entry_timeout=S, checksums, max_rpcs_in_flight=N, fuse=native|fuse-native', mountOptsArg)
+    .option('-o, --options <opts>', 'comma-separated: allow_other, default_permissions, ro, attr_timeout=S, entry_timeout=S, checksums, max_rpcs_in_flight=N, max_cached_mb=N, fuse=native|fuse-native', mountOptsArg)
     .option('--fuse <impl>', 'FUSE implementation: native (libfuse3) or fuse-native (fallback)', arg((v) => {
       if (v !== 'native' && v !== 'fuse-native') throw new Error('--fuse takes native or fuse-native');
       return v as FuseImpl;
     }))
-    .action(async (spec: FsSpec, mountpoint: string, o: { options?: MountOptions; fuse?: FuseImpl }) => {
+    .option('--cache-dir <dirs>', 'local disk cache for file data, in these directories (several: DIR1:DIR2)')
+    .option('--cache-size <size>', 'disk cache size over all its directories: MiB, or with a unit (100G); default 100G')
+    .option('--free-space-ratio <ratio>', 'keep at least this fraction of each cache disk free (default 0.1)')
+    .action(async (spec: FsSpec, mountpoint: string, o: { options?: MountOptions; fuse?: FuseImpl; cacheDir?: string; cacheSize?: string; freeSpaceRatio?: string }) => {
       const log = createLogger('mount');
-      const opts = { ...(o.options ?? DEFAULT_MOUNT_OPTIONS), ...(o.fuse ? { fuse: o.fuse } : {}) };
+      const diskCache = diskCacheOptions(o);
+      const opts = { ...(o.options ?? DEFAULT_MOUNT_OPTIONS), ...(o.fuse ? { fuse: o.fuse } : {}), ...(diskCache ? { diskCache: { ...diskCache, dirs: diskCache.dirs.map((d) => resolve(d)) } } : {}) };
       await runDaemon('mount', log, async () => {
         const m = await mountStria(spec, resolve(mountpoint), opts, log);
         // Unmounted from outside (stria umount, fusermount3 -u): the client goes too.

@@ -36,6 +36,8 @@ import { HSM_ACTIONS_KEY, type HsmActionList } from '../hsm/protocol.js';
 import type { CallbackContext } from '../ptlrpc/client.js';
 import { DEFAULT_RESTORE_TIMEOUT_MS, RestoreWaiter, isReleasedInode } from './restore.js';
 import { OpenCache, opensForWrite, type MdtOpen, type SharedOpen } from './open-cache.js';
+import { ClientCache, type ClientCacheOptions, type ReadaheadHandle } from './cache/client-cache.js';
+import type { CacheControl, CacheTunables } from './cache/types.js';
 
 export interface ClientOptions {
   mgsNids: Nid[];
@@ -52,6 +54,8 @@ export interface ClientOptions {
   recoveryWaitMs?: number;
   /** how long I/O on a released file waits for its implicit restore (default 1 h) */
   restoreTimeoutMs?: number;
+  /** the data cache: memory pages, the local disk level, readahead, write-back */
+  cache?: ClientCacheOptions;
 }
 
 /** Attributes as stat(2) sees them: for striped files size/blocks/times come from the objects. */
@@ -128,6 +132,11 @@ export class StriaClient {
   readonly openCache: OpenCache;
   /** the local opens served by a shared handle, given back to the cache at close */
   private readonly sharedOpens = new WeakMap<OpenFile, SharedOpen>();
+  /** file data below the kernel's page cache: memory pages, local disk, readahead, write-back */
+  readonly dataCache: ClientCache;
+  /** what lctl, `stria warmup` and `stria stats` see of the data cache */
+  readonly cache: CacheControl & { tunables: CacheTunables };
+  private readonly readaheadHandles = new WeakMap<OpenFile, ReadaheadHandle>();
 
   private constructor(
     readonly fsname: string,
@@ -155,6 +164,22 @@ export class StriaClient {
       { timeoutMs: opts.restoreTimeoutMs ?? DEFAULT_RESTORE_TIMEOUT_MS },
     );
     this.openCache = new OpenCache((fid, handle) => this.mdc.close(fid, handle), {}, log);
+    this.dataCache = new ClientCache(
+      {
+        osc: (i) => this.osc(i),
+        dlm: this.dlm,
+        log,
+        glimpseSizes: async (layout) => (await Promise.all(layout.objects.map((o) => this.osc(o.ostIdx).getattr(o.seq, o.oid)))).map((a) => a.size),
+      },
+      opts.cache,
+    );
+    this.cache = {
+      tunables: this.dataCache.tunables,
+      warmup: (fid) => this.warmup(fid),
+      check: (fid) => this.cacheCheck(fid),
+      evict: (fid) => this.cacheEvict(fid),
+      stats: () => this.dataCache.stats(this.ostClients()),
+    };
     // A new export has none of our handles: closing their numbers there could hit new ones.
     mdc.imp.on('new-export', () => this.openCache.forgetAll());
   }
@@ -246,6 +271,8 @@ export class StriaClient {
     }
     const layout = inode.layout;
     await this.ensureOsts(layout);
+    // stat shows what is on the OSTs, as any other client would see it after a glimpse
+    await this.flushCached(layout);
     const got = await Promise.all(
       layout.objects.map((o) => this.dlm.glimpseObject(inode.fid, o.ostIdx, o.seq, o.oid, () => this.osc(o.ostIdx).getattr(o.seq, o.oid))),
     );
@@ -253,6 +280,10 @@ export class StriaClient {
     const covered = mdValid() && held.every((h) => h !== undefined && h.ns.isValid(h.lock));
     for (const h of held) if (h) h.ns.release(h.lock);
     const m = mergeAttrs(layout, got.map((g) => g.attr));
+    // bytes this client wrote that are still in its write-back cache
+    const pending = this.dataCache.pendingAttrs(layout);
+    m.size = Math.max(m.size, pending.size);
+    if (pending.mtime) m.mtime = latest(m.mtime ?? pending.mtime, pending.mtime);
     return {
       ...inode,
       size: m.size,
@@ -487,9 +518,13 @@ export class StriaClient {
       held = await this.dlm.lockRange(fid, layout, LockMode.PW, 0, 0, true);
     }
     try {
+      // cached writes land first, or they would land over the truncate or the new times
+      if (layout && touchesObjects) await this.flushCached(layout);
       if (layout && attrs.size !== undefined) {
         await this.io.truncate(layout, attrs.size);
         noteKnownSizes(held!, layout, attrs.size, true);
+        const n = layout.objects.length;
+        this.dataCache.truncated(layout, layout.objects.map((_, i) => objectSizeForFileSize(attrs.size!, i, layout.stripeSize, n)));
       }
       if (layout && touchesObjects) {
         // An archived, clean file whose times alone change keeps a current archive copy: the
@@ -601,7 +636,7 @@ export class StriaClient {
       if (!layout) return Buffer.alloc(0);
       const held = await this.dlm.lockRange(f.fid, layout, LockMode.PR, offset, length);
       try {
-        return await this.io.read(layout, offset, length);
+        return await this.dataCache.read(f.fid, layout, offset, length, held, this.readaheadHandle(f));
       } finally {
         held.release();
       }
@@ -622,10 +657,10 @@ export class StriaClient {
       const held = await this.dlm.lockRange(f.fid, layout, LockMode.PW, offset, data.length, opts.append === true);
       try {
         let at = offset;
-        if (opts.append) at = (await this.io.glimpse(layout)).size;
+        if (opts.append) at = await this.dataCache.fileSize(layout, held);
         checkRange(at, data.length);
         f.modified = true;
-        await this.io.write(layout, at, data, opts.sync);
+        await this.dataCache.write(f.fid, layout, at, data, held, opts.sync === true);
         noteKnownSizes(held, layout, at + data.length);
         return { written: data.length, offset: at };
       } finally {
@@ -634,9 +669,98 @@ export class StriaClient {
     });
   }
 
+  /** The file's cached writes go to the OSTs and reach their disks; a write that failed since the last report fails it. */
   async fsync(f: OpenFile): Promise<void> {
     const layout = this.dataLayout(f);
-    if (layout) await this.io.sync(layout);
+    if (layout) {
+      await this.flushCached(layout);
+      await this.io.sync(layout);
+    }
+    this.dataCache.writeback.takeError(f.fid);
+  }
+
+  /** Throws, once, the error of a cached write of the file that failed in the background (close(2) reports it). */
+  takeWriteError(f: OpenFile): void {
+    this.dataCache.writeback.takeError(f.fid);
+  }
+
+  private flushCached(layout: Raid0Layout): Promise<void> {
+    return this.dataCache.writeback.flushObjects(layout.objects.map((o) => ({ ost: o.ostIdx, seq: o.seq, oid: o.oid })));
+  }
+
+  /** Readahead for one open file: prefetches take their own PR locks and fill the cache. */
+  private readaheadHandle(f: OpenFile): ReadaheadHandle {
+    let h = this.readaheadHandles.get(f);
+    if (!h) {
+      h = {
+        sizeHint: f.inode.size,
+        prefetch: async (start, length) => {
+          const layout = this.dataLayout(f);
+          if (!layout || isReleasedInode(f.inode)) return;
+          try {
+            const held = await this.dlm.lockRange(f.fid, layout, LockMode.PR, start, length);
+            try {
+              await this.dataCache.prefetch(layout, start, length, held);
+            } finally {
+              held.release();
+            }
+          } catch (e) {
+            this.log.debug({ fid: fidKey(f.fid), start, length, err: toStriaError(e).message }, 'readahead failed');
+          }
+        },
+      };
+      this.readaheadHandles.set(f, h);
+    }
+    return h;
+  }
+
+  /** Whole file into the cache levels (stria warmup), in RPC-sized steps under PR locks. */
+  private async warmup(fid: Fid): Promise<{ size: number; loadedBytes: number }> {
+    const attr = await this.getattr(fid);
+    if (attr.type !== 'reg') throw err('EINVAL', `${fidKey(fid)} is not a regular file`, 'NOT_REGULAR');
+    if (isReleasedInode(attr)) return { size: attr.size, loadedBytes: 0 };
+    const layout = attr.layout?.pattern === 'raid0' && attr.layout.objects.length > 0 ? attr.layout : undefined;
+    if (!layout) return { size: attr.size, loadedBytes: 0 };
+    await this.ensureOsts(layout);
+    const before = this.ostReadBytes();
+    const step = 4 << 20;
+    for (let off = 0; off < attr.size; off += step) {
+      const len = Math.min(step, attr.size - off);
+      const held = await this.dlm.lockRange(fid, layout, LockMode.PR, off, len);
+      try {
+        await this.dataCache.prefetch(layout, off, len, held);
+      } finally {
+        held.release();
+      }
+    }
+    await this.dataCache.ssd?.flush();
+    return { size: attr.size, loadedBytes: this.ostReadBytes() - before };
+  }
+
+  private ostReadBytes(): number {
+    let n = 0;
+    for (const c of this.osts.values()) n += c.stats.readBytes;
+    return n;
+  }
+
+  /** How much of the file the local disk level holds under the objects' current versions. */
+  private async cacheCheck(fid: Fid): Promise<{ size: number; cachedBytes: number }> {
+    const attr = await this.getattr(fid);
+    const layout = attr.type === 'reg' && attr.layout?.pattern === 'raid0' && attr.layout.objects.length > 0 ? attr.layout : undefined;
+    if (!layout || attr.size === 0) return { size: attr.size, cachedBytes: 0 };
+    await this.ensureOsts(layout);
+    const held = await this.dlm.lockRange(fid, layout, LockMode.PR, 0, attr.size);
+    try {
+      return { size: attr.size, cachedBytes: Math.min(attr.size, this.dataCache.diskBytesOf(layout, held)) };
+    } finally {
+      held.release();
+    }
+  }
+
+  private async cacheEvict(fid: Fid): Promise<number> {
+    const inode = await this.mdc.getattr(fid);
+    const layout = inode.type === 'reg' && inode.layout?.pattern === 'raid0' ? inode.layout : undefined;
+    return layout ? this.dataCache.evict(layout) : 0;
   }
 
   /**
@@ -745,6 +869,8 @@ export class StriaClient {
 
   async unmount(): Promise<void> {
     this.restores.close();
+    // cached writes go out while the locks that cover them are still held
+    await this.dataCache.close().catch((e) => this.log.warn({ err: toStriaError(e).message }, 'flushing cached writes at unmount failed'));
     this.openCache.close();
     await this.dlm.close().catch(() => undefined);
     await this.rpc.close();
@@ -768,7 +894,15 @@ export class StriaClient {
       return `empty:${l?.layoutGen ?? 0}`;
     }
     await this.ensureOsts(l);
-    const attrs = await Promise.all(l.objects.map((o) => this.osc(o.ostIdx).getattr(o.seq, o.oid)));
+    // Lustre's LL_DV_RD_FLUSH: cached writes anywhere reach the OSTs before the version is read
+    const held = await this.dlm.lockRange(inode.fid, l, LockMode.PR, 0, 0, true);
+    let attrs;
+    try {
+      await this.flushCached(l);
+      attrs = await Promise.all(l.objects.map((o) => this.osc(o.ostIdx).getattr(o.seq, o.oid)));
+    } finally {
+      held.release();
+    }
     const h = createHash('sha256');
     l.objects.forEach((o, i) => {
       const a = attrs[i]!;
@@ -856,6 +990,8 @@ function noteKnownSizes(held: HeldLocks, layout: Raid0Layout, fileEnd: number, t
     if (i < 0) continue;
     const objSize = objectSizeForFileSize(fileEnd, i, layout.stripeSize, n);
     lock.knownSize = truncated ? objSize : Math.max(lock.knownSize ?? 0, objSize);
+    // the size at grant no longer bounds the object from below
+    if (truncated && lock.lvb && lock.lvb.size > objSize) lock.lvb = { ...lock.lvb, size: objSize };
   }
 }
 

@@ -72,6 +72,12 @@ export class ClientDlm {
   private readonly oscs = new Map<number, LdlmClientNamespace>();
   /** lock resource (per namespace) -> the file it belongs to */
   private readonly owners = new Map<string, Fid>();
+  /**
+   * Data lock -> its file, for the lock's whole life: `owners` is per resource and is
+   * emptied when a resource's last lock goes, which can be while a new lock on it is
+   * still being enqueued.
+   */
+  private readonly lockOwners = new WeakMap<ClientLock, Fid>();
   invalidator: CacheInvalidator | undefined;
   /**
    * Told when a data lock on one of a file's objects goes (after what it protected was
@@ -79,6 +85,8 @@ export class ClientDlm {
    * what the lock covered. `extent` is the lock's object extent, `ostIdx/seq/oid` its object.
    */
   readonly dataRevokeListeners = new Set<(ev: DataRevoke) => void | Promise<void>>();
+  /** Told when another client glimpses an object this one holds a lock on: cached writes go out first. */
+  readonly glimpseListeners = new Set<(ref: { ostIdx: number; seq: number; oid: number }) => Promise<void>>();
   /** Told when the last valid attribute lock (UPDATE|PERM|XATTR|LAYOUT) on an inode goes. */
   readonly attrRevokeListeners = new Set<(fid: Fid) => void>();
 
@@ -94,7 +102,12 @@ export class ClientDlm {
   }
 
   addOsc(index: number, target: string, imp: Import): LdlmClientNamespace {
-    const ns = new LdlmClientNamespace(`${target}-osc-${this.instance}`, imp, { revoke: (l, why) => this.revokeData(index, l, why) }, this.log);
+    const ns = new LdlmClientNamespace(
+      `${target}-osc-${this.instance}`,
+      imp,
+      { revoke: (l, why) => this.revokeData(index, l, why), glimpse: (l) => this.glimpseData(index, l) },
+      this.log,
+    );
     this.router.add(target, ns);
     this.oscs.set(index, ns);
     return ns;
@@ -134,7 +147,9 @@ export class ClientDlm {
         const obj = layout.objects[w.stripe]!;
         const ns = this.osc(obj.ostIdx);
         const res = this.rememberObject(obj.ostIdx, obj.seq, obj.oid, fid);
-        held.push({ ns, lock: await ns.lock(res, 'extent', mode, { extent: w.extent }) });
+        const lock = await ns.lock(res, 'extent', mode, { extent: w.extent });
+        this.lockOwners.set(lock, fid);
+        held.push({ ns, lock });
       }
     } catch (e) {
       for (const h of held) h.ns.release(h.lock);
@@ -162,6 +177,7 @@ export class ClientDlm {
       }
     }
     const { lock, reply } = await ns.enqueue(res, 'extent', LockMode.PR, { extent: whole }, { intent: LockIntent.GLIMPSE });
+    if (lock) this.lockOwners.set(lock, fid);
     const attr = reply.lvb ?? (await getattr());
     return { attr, lock: lock ? { ns, lock } : undefined };
   }
@@ -201,9 +217,14 @@ export class ClientDlm {
     return ns.locksOn(fidKey(fid)).map((l) => ({ bits: l.bits ?? 0, valid: ns.isValid(l) }));
   }
 
+  private async glimpseData(ostIdx: number, lock: ClientLock): Promise<void> {
+    const [seq, oid] = lock.res.split(':').map(Number);
+    await Promise.all([...this.glimpseListeners].map((l) => l({ ostIdx, seq: seq!, oid: oid! })));
+  }
+
   private async revokeData(ostIdx: number, lock: ClientLock, why: RevokeReason): Promise<void> {
     const key = `${ostIdx}/${lock.res}`;
-    const fid = this.owners.get(key);
+    const fid = this.lockOwners.get(lock) ?? this.owners.get(key);
     if (this.oscs.get(ostIdx)?.locksOn(lock.res).length === 0) this.owners.delete(key);
     if (!fid || why === 'unmount') return;
     const [seq, oid] = lock.res.split(':').map(Number);

@@ -3,14 +3,18 @@
  * mount's instance id (reference §8.6):
  *
  *   llite.testfs-ffff1a2b3c4d5e6f.{stats,checksums,uuid,kbytes*,files*,opencache_max_ms,
- *       opencache_max_count}
+ *       opencache_max_count,max_cached_mb,max_read_ahead*_mb,read_ahead_stats,cache_stats}
  *   lov.testfs-clilov-ffff1a2b3c4d5e6f.{stripesize,stripecount,numobd,pools.*}
  *   mdc.testfs-MDT0000-mdc-ffff1a2b3c4d5e6f.{import,stats,max_rpcs_in_flight,...}
  *   osc.testfs-OST0000-osc-ffff1a2b3c4d5e6f.{import,stats,rpc_stats,max_rpcs_in_flight,
- *       max_pages_per_rpc,checksums,...}
+ *       max_pages_per_rpc,checksums,cur_grant_bytes,max_dirty_mb,...}
  *
  * Writable ones change the running client: max_rpcs_in_flight sets the import's
- * credits, max_pages_per_rpc the OSC's RPC size, checksums the OSC's bulk checksums.
+ * credits, max_pages_per_rpc the OSC's RPC size, checksums the OSC's bulk checksums,
+ * max_cached_mb, max_read_ahead*_mb and max_dirty_mb the client cache's tunables.
+ *
+ * The control socket also carries the commands of `stria warmup` and `stria stats`
+ * (cache-commands.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../common/log.js';
@@ -22,6 +26,8 @@ import type { StriaClient } from '../client/client.js';
 import type { OstClient } from '../client/osc.js';
 import { ControlServer } from './control-server.js';
 import { ro, statfsParams, statsParam } from './common-params.js';
+import { lliteCacheParams, lliteStatsParam, oscCacheParams } from './cache-params.js';
+import { registerCacheCommands } from './cache-commands.js';
 import { formatImport, ImportStats, MDC_OPCODES, OSC_OPCODES } from './import-stats.js';
 import type { LliteStats } from './llite-stats.js';
 import { ParamRegistry, type DeviceInfo, type Param } from './params.js';
@@ -158,9 +164,10 @@ export function registerClientParams(client: StriaClient, reg: ParamRegistry, op
       return { osc, stats, dev: oscDev(osc) };
     });
   oscs();
+  const cache = client.cache;
 
   const fixed: Array<[string, Param]> = [
-    [`${llite}.stats`, statsParam(() => opts.llite.stats)],
+    [`${llite}.stats`, lliteStatsParam(opts.llite, cache)],
     [`${llite}.uuid`, ro(() => uuid)],
     [
       `${llite}.checksums`,
@@ -174,6 +181,7 @@ export function registerClientParams(client: StriaClient, reg: ParamRegistry, op
     ],
     ...statfsParams(llite, () => client.statfs()),
     ...openCacheParams(llite, client),
+    ...lliteCacheParams(llite, cache),
     [`lov.${lovDev}.stripesize`, ro(() => client.fsDefault.stripeSize)],
     [`lov.${lovDev}.stripecount`, ro(() => client.fsDefault.stripeCount)],
     [`lov.${lovDev}.numobd`, ro(() => client.configuration.osts.length)],
@@ -195,6 +203,7 @@ export function registerClientParams(client: StriaClient, reg: ParamRegistry, op
       }
       for (const { osc, stats, dev } of oscs()) {
         yield* oscParams(osc, dev, stats, uuid);
+        yield* oscCacheParams(`osc.${dev}`, osc, cache);
         yield* clientNamespaceParams(dev, client.dlm.osc(osc.index));
       }
       if (client.dlm.mdc) yield* clientNamespaceParams(mdcDev, client.dlm.mdc);
@@ -233,18 +242,30 @@ export interface ClientControl {
   close(): Promise<void>;
 }
 
+export interface ClientControlOptions {
+  instance?: string;
+  runDir?: string;
+  log?: Logger;
+  /** where the client is mounted (absolute), answered by `mount.info` so tools can find the mount's socket */
+  mountpoint?: string;
+  /** the mounted subdirectory of the filesystem (FsSpec.path): cache.* command paths are below it */
+  fileset?: string[];
+}
+
 /**
  * Publishes a mounted client's parameters to lctl: registers them in a registry of
- * their own and serves it on `<run dir>/client-<pid>-<instance>.sock`.
+ * their own and serves it on `<run dir>/client-<pid>-<instance>.sock`, with the
+ * mount.info and cache.* commands. More commands can be added to `registry`.
  */
-export async function startClientControl(
-  client: StriaClient,
-  llite: LliteStats,
-  opts: { instance?: string; runDir?: string; log?: Logger } = {},
-): Promise<ClientControl> {
+export async function startClientControl(client: StriaClient, llite: LliteStats, opts: ClientControlOptions = {}): Promise<ClientControl> {
   const instance = opts.instance ?? newClientInstance();
   const registry = new ParamRegistry();
-  const unregister = registerClientParams(client, registry, { instance, llite });
+  const unregisterParams = registerClientParams(client, registry, { instance, llite });
+  const unregisterCommands = registerCacheCommands(registry, client, client.cache, { instance, mountpoint: opts.mountpoint, fileset: opts.fileset });
+  const unregister = () => {
+    unregisterCommands();
+    unregisterParams();
+  };
   let server: ControlServer;
   try {
     server = await ControlServer.start(registry, { role: 'client', id: instance, dir: opts.runDir, log: opts.log });

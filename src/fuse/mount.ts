@@ -16,6 +16,7 @@ import { createSession } from './session-factory.js';
 import { StriaFs } from './stria-fs.js';
 import { LliteStats } from '../ctl/llite-stats.js';
 import { startClientControl } from '../ctl/client-params.js';
+import { SsdCache } from '../client/cache/ssd-cache.js';
 import type { MountOptions } from './mount-options.js';
 
 const run = promisify(execFile);
@@ -56,10 +57,26 @@ export async function mountStria(spec: FsSpec, mountpoint: string, o: MountOptio
   await clearDeadMount(mountpoint, log);
   const st = await stat(mountpoint).catch(() => undefined);
   if (!st?.isDirectory()) throw err('ENOTDIR', `mountpoint ${mountpoint} is not a directory`, 'BAD_MOUNTPOINT');
-  const client = await StriaClient.mount(
-    { mgsNids: spec.mgsNids, fsname: spec.fsname, checksums: o.checksums, maxRpcsInFlight: o.maxRpcsInFlight, timeoutMs: 30_000 },
-    log,
-  );
+  const ssd = o.diskCache
+    ? await SsdCache.open({ dirs: o.diskCache.dirs, maxBytes: o.diskCache.sizeBytes, freeSpaceRatio: o.diskCache.freeSpaceRatio, log })
+    : undefined;
+  let client: StriaClient;
+  try {
+    client = await StriaClient.mount(
+      {
+        mgsNids: spec.mgsNids,
+        fsname: spec.fsname,
+        checksums: o.checksums,
+        maxRpcsInFlight: o.maxRpcsInFlight,
+        timeoutMs: 30_000,
+        cache: { ssd, ...(o.maxCachedBytes !== undefined ? { maxCachedBytes: o.maxCachedBytes } : {}) },
+      },
+      log,
+    );
+  } catch (e) {
+    await ssd?.close();
+    throw e;
+  }
   try {
     const root = await resolvePath(client, spec.path);
     if (root.attr.type !== 'dir') throw err('ENOTDIR', `/${spec.path.join('/')} is not a directory of ${spec.fsname}`, 'BAD_FILESET');
@@ -81,8 +98,8 @@ export async function mountStria(spec: FsSpec, mountpoint: string, o: MountOptio
     });
     fs.attachSession(session);
     await session.mount();
-    const ctl = await startClientControl(client, llite, { log });
-    log.info({ mountpoint, source, root: fidToString(root.attr.fid), fuse: o.fuse }, 'mounted');
+    const ctl = await startClientControl(client, llite, { log, mountpoint, fileset: spec.path });
+    log.info({ mountpoint, source, root: fidToString(root.attr.fid), fuse: o.fuse, cacheDirs: o.diskCache?.dirs }, 'mounted');
     let closed = false;
     return {
       client, session, fs, mountpoint, source,

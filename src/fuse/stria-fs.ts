@@ -9,6 +9,7 @@ import { typeBits, typeFromMode } from '../common/inode.js';
 import { now } from '../common/time.js';
 import type { FileAttr, FileLockSpec, OpenFile, StriaClient } from '../client/client.js';
 import type { CacheInvalidator } from '../client/dlm.js';
+import type { PccHook } from '../client/pcc/hook.js';
 import { EXTENT_EOF } from '../ldlm/extent.js';
 import type { SetattrSpec } from '../client/mdc.js';
 import type { LliteOp, LliteStats } from '../ctl/llite-stats.js';
@@ -77,6 +78,8 @@ export class StriaFs implements LowLevelOps {
   private session: FuseSession | undefined;
   private readonly dirs = new Map<number, Fid>();
   private nextFh = 1;
+  /** Persistent Client Cache of this mount (src/client/pcc), when started: data I/O of attached files goes there */
+  pcc: PccHook | undefined;
 
   constructor(
     private readonly client: StriaClient,
@@ -85,6 +88,11 @@ export class StriaFs implements LowLevelOps {
     private readonly rootFid: Fid = ROOT_FID,
   ) {
     this.nodes.set(FUSE_ROOT_ID, { fid: rootFid, lookups: 1 });
+  }
+
+  /** the FID the mount's root shows */
+  get mountRoot(): Fid {
+    return this.rootFid;
   }
 
   private fid(ino: bigint): Fid {
@@ -106,7 +114,8 @@ export class StriaFs implements LowLevelOps {
     return id;
   }
 
-  private attrOf(a: FileAttr): FuseAttr {
+  private attrOf(attr: FileAttr): FuseAttr {
+    const a = this.pcc?.attrs(attr) ?? attr;
     return {
       ino: fidToIno(a.fid),
       mode: a.mode,
@@ -241,10 +250,12 @@ export class StriaFs implements LowLevelOps {
     // A size change is a truncate in llite's stats; the rest is a setattr.
     return this.timed(toSet & SetattrFlag.SIZE ? 'truncate' : 'setattr', async () => {
       const spec: SetattrSpec = {};
+      const fid = this.fid(ino);
       if (toSet & SetattrFlag.MODE) spec.mode = attr.mode & 0o7777;
       if (toSet & SetattrFlag.UID) spec.uid = attr.uid;
       if (toSet & SetattrFlag.GID) spec.gid = attr.gid;
-      if (toSet & SetattrFlag.SIZE) spec.size = attr.size;
+      // an RW-PCC copy takes the size change itself (reference §6)
+      if (toSet & SetattrFlag.SIZE && !(await this.pcc?.truncate(fid, attr.size))) spec.size = attr.size;
       const t = now();
       if (toSet & SetattrFlag.ATIME_NOW) spec.atime = t;
       else if (toSet & SetattrFlag.ATIME) spec.atime = attr.atime;
@@ -252,7 +263,7 @@ export class StriaFs implements LowLevelOps {
       else if (toSet & SetattrFlag.MTIME) spec.mtime = attr.mtime;
       if (toSet & SetattrFlag.CTIME) spec.ctime = attr.ctime;
       // A truncate of a released file restores it first, as the caller (reference §7.3).
-      const a = await this.client.setattr(this.fid(ino), spec, cred(ctx));
+      const a = Object.keys(spec).length > 0 ? await this.client.setattr(fid, spec, cred(ctx)) : await this.client.getattr(fid);
       return { attr: this.attrOf(a), attrTimeout: this.attrTimeout(a) };
     });
   }
@@ -356,9 +367,16 @@ export class StriaFs implements LowLevelOps {
     return { fh, keepCache: !append, directIo: append };
   }
 
-  async open(_ctx: RequestCtx, ino: bigint, flags: number): Promise<OpenOut> {
+  /** A name the kernel reached the inode by, for PCC rules on file names. */
+  private nameOf(ino: bigint): string | undefined {
+    const first = this.nodes.get(ino)?.names?.values().next().value;
+    return first === undefined ? undefined : first.slice(first.indexOf('/') + 1);
+  }
+
+  async open(ctx: RequestCtx, ino: bigint, flags: number): Promise<OpenOut> {
     return this.timed('open', async () => {
       const f = await this.client.open(this.fid(ino), flags);
+      await this.pcc?.opened(f, flags, { uid: ctx.uid, gid: ctx.gid, name: this.nameOf(ino) });
       return this.openOut(this.addFile(f, flags), flags);
     });
   }
@@ -367,7 +385,8 @@ export class StriaFs implements LowLevelOps {
     checkName(name);
     return this.timed('create', async () => {
       const pfid = this.fid(parent);
-      const f = await this.client.create(pfid, name, { mode: mode & 0o7777, cred: ctx });
+      let f = await this.client.create(pfid, name, { mode: mode & 0o7777, cred: ctx });
+      if (this.pcc) f = await this.pcc.created(f, flags, { uid: ctx.uid, gid: ctx.gid, name });
       // by name: the new dentry stays cached (and a later unlink cancels its locks early)
       const attr = await this.attrsByName(pfid, name, f.fid);
       return { ...this.entry(attr, parent, name), ...this.openOut(this.addFile(f, flags), flags) };
@@ -377,7 +396,8 @@ export class StriaFs implements LowLevelOps {
   /** Reads and writes of a released file wait in the client for its restore (reference §7.3). */
   async read(ctx: RequestCtx, _ino: bigint, size: number, offset: number, fh: number): Promise<Buffer> {
     const t0 = process.hrtime.bigint();
-    const data = await this.client.read(this.file(fh), offset, size, cred(ctx));
+    const f = this.file(fh);
+    const data = (await this.pcc?.read(f, offset, size)) ?? (await this.client.read(f, offset, size, cred(ctx)));
     this.opts.llite.io('read', data.length, Number((process.hrtime.bigint() - t0) / 1000n));
     return data;
   }
@@ -386,7 +406,7 @@ export class StriaFs implements LowLevelOps {
     const t0 = process.hrtime.bigint();
     const h = this.handle(fh);
     if (h.append) await this.killSuidOnDirectWrite(ctx, h.file);
-    const { written } = await this.client.write(h.file, offset, data, { append: h.append, cred: cred(ctx) });
+    const { written } = (await this.pcc?.write(h.file, offset, data, h.append)) ?? (await this.client.write(h.file, offset, data, { append: h.append, cred: cred(ctx) }));
     this.opts.llite.io('write', written, Number((process.hrtime.bigint() - t0) / 1000n));
     return written;
   }
@@ -408,7 +428,11 @@ export class StriaFs implements LowLevelOps {
   }
 
   /** close(2) of a descriptor: the POSIX locks of its owner on this file end (fcntl semantics). */
-  async flush(_ctx: RequestCtx, ino: bigint, _fh: number, lockOwner?: bigint): Promise<void> {
+  async flush(_ctx: RequestCtx, ino: bigint, fh: number, lockOwner?: bigint): Promise<void> {
+    const h = this.files.get(fh);
+    // a failed background write of this file surfaces at close(2), as on a local filesystem
+    if (h) (this.client as { takeWriteError?: (f: OpenFile) => void }).takeWriteError?.(h.file);
+    if (h) await this.pcc?.flushed(h.file);
     const k = this.nodes.get(ino);
     if (lockOwner === undefined || !k?.lockOwners?.has(lockOwner)) return;
     k.lockOwners.delete(lockOwner);
@@ -419,6 +443,7 @@ export class StriaFs implements LowLevelOps {
     const h = this.files.get(fh);
     if (!h) return;
     this.files.delete(fh);
+    this.pcc?.released(h.file);
     if (flockOwner !== undefined) await this.client.releaseLocks(h.file.fid, 'bsd', flockOwner).catch(() => undefined);
     void ino;
     await this.timed('close', () => this.client.close(h.file));
@@ -452,7 +477,8 @@ export class StriaFs implements LowLevelOps {
 
   async fsync(_ctx: RequestCtx, _ino: bigint, _datasync: boolean, fh: number): Promise<void> {
     return this.timed('fsync', async () => {
-      await this.client.fsync(this.file(fh));
+      const f = this.file(fh);
+      if (!(await this.pcc?.fsync(f))) await this.client.fsync(f);
     });
   }
 
@@ -538,9 +564,10 @@ export class StriaFs implements LowLevelOps {
     if (mode & FALLOC_FL_KEEP_SIZE) return;
     await this.timed('fallocate', async () => {
       const fid = this.fid(ino);
-      const a = await this.client.getattr(fid);
+      const raw = await this.client.getattr(fid);
+      const a = this.pcc?.attrs(raw) ?? raw;
       if (a.type !== 'reg') throw err('ENODEV', 'fallocate needs a regular file', 'NOT_REGULAR');
-      if (offset + length > a.size) await this.client.setattr(fid, { size: offset + length }, cred(ctx));
+      if (offset + length > a.size && !(await this.pcc?.truncate(fid, offset + length))) await this.client.setattr(fid, { size: offset + length }, cred(ctx));
     });
   }
 }

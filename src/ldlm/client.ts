@@ -51,6 +51,8 @@ interface LockState extends ClientLock {
 export interface LdlmClientHooks {
   /** drop what `lock` protected; runs before the cancel is sent (for 'evicted' no cancel follows) */
   revoke(lock: ClientLock, why: RevokeReason): Promise<void> | void;
+  /** another client asks what this one knows of the lock's object (a glimpse AST) */
+  glimpse?(lock: ClientLock): Promise<void>;
 }
 
 export interface LdlmClientOptions {
@@ -386,10 +388,18 @@ export class LdlmClientNamespace {
     return { body: {} };
   }
 
-  onGlimpseAst(body: unknown): ReplyPayload {
+  async onGlimpseAst(body: unknown): Promise<ReplyPayload> {
     const b = parseBody(GlimpseAst, body);
     this.stats.glimpseAsts++;
     const l = this.byCookie.get(b.cookie);
+    if (l && this.hooks.glimpse) {
+      // cached writes under the lock reach the server first, so what it reads next is current
+      try {
+        await this.hooks.glimpse(l);
+      } catch (e) {
+        this.log.warn({ ns: this.name, res: l.res, err: (e as Error).message }, 'flush for a glimpse failed');
+      }
+    }
     return { body: l?.knownSize !== undefined ? { size: l.knownSize } : {} };
   }
 

@@ -321,6 +321,9 @@ export class LdlmServer {
       try {
         const reply = await target.exp!.request(Opc.LDLM_GL_CALLBACK, { handle: target.handle, cookie: target.cookie }, { timeoutMs: this.opts.callbackTimeoutMs });
         const size = (reply.body as GlimpseReply | undefined)?.size;
+        // the holder wrote out what it had cached before answering: read the attributes again
+        const fresh = this.opts.lvb ? await this.opts.lvb(req.res) : undefined;
+        if (fresh) Object.assign(lvb, fresh, { size: Math.max(fresh.size, lvb.size) });
         if (typeof size === 'number' && Number.isSafeInteger(size) && size > lvb.size) lvb.size = size;
       } catch (e) {
         // The holder may have just cancelled; the server's own attributes stand.

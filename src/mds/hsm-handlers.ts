@@ -3,7 +3,9 @@
  * release, and the host the coordinator calls back into (inodes, restore layouts,
  * completions under EX locks, changelog events).
  */
+import { z } from 'zod';
 import type { Logger } from '../common/log.js';
+import { zFid, zSafeUint, zTimestamp } from '../common/validate.js';
 import { err, toStriaError } from '../common/errno.js';
 import { fidKey, fidToString, type Fid } from '../common/fid.js';
 import type { Inode } from '../common/inode.js';
@@ -33,6 +35,7 @@ export function registerHsmHandlers(mdt: MdtTarget): void {
   h.set(Opc.MDS_HSM_REQUEST, async (ctx) => {
     const action = (ctx.body as { action?: unknown } | undefined)?.action;
     if (action === 'release') return { body: await release(mdt, ctx, parseBody(HsmReleaseBody, ctx.body)) };
+    if (action === 'pcc_size') return { body: await pccSize(mdt, ctx, parseBody(PccSizeBody, ctx.body)) };
     const b = parseBody(HsmRequestBody, ctx.body);
     const reply: HsmRequestReply = await coordinatorOf(mdt).request(ctx.export, { uid: ctx.uid, gid: ctx.gid }, b);
     return { body: reply };
@@ -99,6 +102,26 @@ async function release(mdt: MdtTarget, ctx: RequestContext, b: HsmReleaseBody): 
   mdt.destroyObjects(r.destroy);
   if (r.released) await mdt.recordHsm(ctx, b.fid, CLF_HSM_EVENT.RELEASE, 0, false);
   return { inode: r.inode };
+}
+
+/**
+ * PCC's lazy size (reference §6): the client caching a released file read-write (the
+ * registered agent of the file's archive id, root) reports the size and mtime its copy has,
+ * so other clients see them before they restore the file. Under EX UPDATE: clients drop
+ * the attributes they cached.
+ */
+const PccSizeBody = z.object({ action: z.literal('pcc_size'), fid: zFid, size: zSafeUint, mtime: zTimestamp });
+
+async function pccSize(mdt: MdtTarget, ctx: RequestContext, b: z.infer<typeof PccSizeBody>): Promise<{ inode: Inode }> {
+  requireRoot(ctx, 'report the size of a PCC copy');
+  const exp = requireExport(ctx.export);
+  const h = await mdt.namespace.hsmState(b.fid);
+  const agent = coordinatorOf(mdt).listAgents().find((a) => a.uuid === exp.clientUuid);
+  if (!agent || !agent.archiveIds.includes(h.archiveId)) {
+    throw err('EPERM', `only the agent of archive ${h.archiveId} may report the size of ${fidToString(b.fid)}`, 'NOT_PCC_OWNER');
+  }
+  const inode = await mdt.underLocks([[b.fid, InodeBit.UPDATE]], () => mdt.namespace.hsmPccSize(b.fid, b.size, b.mtime));
+  return { inode };
 }
 
 function requireRoot(ctx: RequestContext, what: string): void {

@@ -12,7 +12,7 @@ import { err } from '../common/errno.js';
 import { FID_SEQ_NORMAL, ROOT_FID, fidEquals, fidFromKey, fidKey, fidToString, isValidFid, type Fid } from '../common/fid.js';
 import { S_IFMT, typeBits, type DirEntry, type FileType, type HsmAttrs, type Inode } from '../common/inode.js';
 import type { LayoutTemplate, OstObject, Raid0Layout } from '../common/layout.js';
-import { isTimestamp, now, type Timestamp } from '../common/time.js';
+import { compareTime, isTimestamp, now, type Timestamp } from '../common/time.js';
 import { HS, HS_ALL, HS_USER_MASK } from '../hsm/flags.js';
 import { isWellFormedKey } from './store/key-order.js';
 import type { MetadataStore, StoreTxn } from './store/types.js';
@@ -962,6 +962,28 @@ export class Namespace {
       if (dataVersion !== undefined) h.archVer = dataVersion;
       ino.hsm = h;
       await noteObjectsUsed(tx, l.objects);
+      c.put(ino);
+      c.flush();
+      return ino;
+    });
+  }
+
+  /**
+   * PCC (reference §6): the client whose read-write cache holds a released file's data
+   * reports the size and mtime it has there at close (Lustre's lazy size on MDT), so other
+   * clients see them before they restore it. Only for a released file; the mtime never
+   * goes back.
+   */
+  async hsmPccSize(fid: Fid, size: number, mtime: Timestamp): Promise<Inode> {
+    checkFid(fid);
+    if (!Number.isSafeInteger(size) || size < 0) throw err('EINVAL', `bad size ${String(size)}`, 'BAD_SIZE');
+    return this.store.transact(async (tx) => {
+      const c = new InodeCache(tx);
+      const ino = await c.must(fid);
+      if (ino.type !== 'reg' || !(hsmFlagsOf(ino) & HS.RELEASED)) throw err('EINVAL', `${fidToString(fid)} is not released`, 'NOT_RELEASED');
+      ino.size = size;
+      if (compareTime(mtime, ino.mtime) > 0) ino.mtime = mtime;
+      ino.ctime = now();
       c.put(ino);
       c.flush();
       return ino;

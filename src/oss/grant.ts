@@ -75,7 +75,8 @@ export class OstGrants {
   async connect(exp: ServerExport): Promise<number> {
     const have = this.held.get(exp);
     if (have !== undefined) return have;
-    const avail = await this.available();
+    // A connect does not fail for want of a statfs: that client just starts without grant.
+    const avail = await this.available().catch(() => 0);
     const have2 = this.held.get(exp); // another connect of the same export may have run meanwhile
     if (have2 !== undefined) return have2;
     const give = pagesDown(Math.min(INITIAL_GRANT_MAX_BYTES, Math.floor(avail / INITIAL_GRANT_SHARE)));
@@ -90,24 +91,29 @@ export class OstGrants {
    * `want`. Returns the bytes added to the export's grant.
    */
   async write(exp: ServerExport, written: number, used: number, want: number): Promise<number> {
-    const sample = await this.space();
-    // The space just written is used now, whatever the next statfs will say.
-    sample.freeBytes = Math.max(0, sample.freeBytes - written);
+    // The space just written is used now, whatever the cached statfs says (whole pages: the
+    // filesystem allocates no less).
+    if (this.sample) this.sample.freeBytes = Math.max(0, this.sample.freeBytes - pagesUp(written));
     const have = this.held.get(exp);
-    if (have === undefined) return 0; // not connected through connect() (gone meanwhile)
+    if (have === undefined) return 0; // the export is gone (evicted meanwhile)
     const consumed = Math.min(Math.max(0, used), have);
-    let now = have - consumed;
+    this.held.set(exp, have - consumed);
     this.total -= consumed;
-    let added = 0;
-    if (want > now) {
-      const left = this.leftIn(sample);
-      added = pagesDown(Math.min(want - now, REPLY_GRANT_MAX_BYTES, Math.floor(left / REPLY_GRANT_SHARE)));
-      // Below 8 pages left the 1/8 share rounds to nothing: the rest goes whole, page by page.
-      if (added === 0 && left >= GRANT_PAGE_BYTES) added = pagesDown(Math.min(want - now, left));
-      now += added;
-      this.total += added;
+    if (want <= have - consumed) return 0;
+    let sample: SpaceSample;
+    try {
+      sample = await this.space();
+    } catch {
+      return 0; // the data is written; without a statfs there is just no more grant this time
     }
-    this.held.set(exp, now);
+    const now = this.held.get(exp);
+    if (now === undefined || want <= now) return 0;
+    const left = this.leftIn(sample);
+    let added = pagesDown(Math.min(want - now, REPLY_GRANT_MAX_BYTES, Math.floor(left / REPLY_GRANT_SHARE)));
+    // Below 8 pages left the 1/8 share rounds to nothing: the rest goes whole, page by page.
+    if (added === 0) added = pagesDown(Math.min(want - now, left));
+    this.held.set(exp, now + added);
+    this.total += added;
     return added;
   }
 
@@ -142,6 +148,10 @@ export class OstGrants {
       .finally(() => (this.pending = undefined));
     return this.pending;
   }
+}
+
+function pagesUp(bytes: number): number {
+  return bytes <= 0 ? 0 : Math.ceil(bytes / GRANT_PAGE_BYTES) * GRANT_PAGE_BYTES;
 }
 
 function pagesDown(bytes: number): number {

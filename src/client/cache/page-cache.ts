@@ -11,18 +11,20 @@ import { LRUCache } from 'lru-cache';
 import { err } from '../../common/errno.js';
 
 /**
- * Measured with bench/page-size.ts (node dist/bench/page-size.js; 2-core VM, 64 MiB cache):
- *   page     4K-random amplification  128K-sequential cache ops/s   64K whole-file ops/s
- *   16 KiB    4.6x                     ~2.1M (8 ops per 128K read)   ~2.0M
- *   64 KiB   18.4x                     ~1.9M (2 ops per read)         ~1.7M
- *   256 KiB  74x                       ~1.4M                          ~1.8M
- *   1 MiB   296x                       ~0.5M                          ~1.9M
+ * Measured with bench/page-size.ts (node dist/bench/page-size.js; 64 MiB cache, 2-core VM
+ * under load, best of 3; MiB/s figures are noisy, the byte counts are exact):
+ *   page    random 4K (256 MiB obj)   sequential 128K          64K files       hit path 128K
+ *           amplif.  MiB/s            fetch/MiB  MiB/s          fetch/MiB       MiB/s
+ *   16 KiB    3.1    1066             64         4223           64              17844
+ *   64 KiB   12.1     995             16         6543           16              27857
+ *   256 KiB  48.2     376              4         8267           16              21316
+ *   1 MiB   192.4     102              1         6907           16              37365
  * Sequential and whole-file reads fetch exactly the bytes read at every size (amplification
- * 1.00); random 4 KiB reads fetch a whole page per miss, so amplification grows with the page.
- * 64 KiB keeps a 128 KiB kernel read to 2 page lookups (16 KiB needs 8 and 4x the index
- * entries per cached GiB) while a random 4 KiB miss costs 64 KiB, one small RPC; larger
- * pages multiply random-read traffic for no gain in sequential bandwidth, which readahead
- * already carries in RPC-sized (4 MiB) batches of pages.
+ * 1.00); a random 4 KiB miss fetches a whole page, so random traffic grows with the page.
+ * 64 KiB: a 128 KiB kernel read is 2 lookups (8 at 16 KiB, with 4x the entries per cached
+ * GiB), a 64 KiB file is one page, and a random 4 KiB miss costs one 64 KiB fetch, about the
+ * latency of a 4 KiB RPC; 256 KiB and up quadruple random traffic again for no sequential
+ * gain, since readahead fetches RPC-sized (up to 4 MiB) runs of pages anyway.
  */
 export const DEFAULT_PAGE_SIZE = 64 * 1024;
 
@@ -101,7 +103,7 @@ export class PageCache {
     const old = this.#lru;
     this.#lru = this.#newLru(maxBytes);
     // least recent first, so the new cache evicts (and unindexes) the oldest when it overflows
-    for (const [key, entry] of [...old.rentries()]) {
+    for (const [key, entry] of [...old.rentries()] as Array<[string, Entry]>) {
       this.#unindex(entry);
       this.#store(key, entry);
     }
@@ -223,7 +225,8 @@ export class PageCache {
         cached.data.copy(next, 0, 0, from);
         src.copy(next, from);
         cached.data.copy(next, to, to);
-        this.#replace(obj, page, next, cached.eof);
+        // a full eof page stops ending the object when the write runs on past it
+        this.#replace(obj, page, next, cached.eof && writeEnd <= pageStart + ps);
       } else if (cached.eof && from <= have) {
         const next = Buffer.allocUnsafe(to);
         cached.data.copy(next, 0, 0, from);
