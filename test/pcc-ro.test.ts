@@ -2,7 +2,8 @@
  * Read-only PCC (reference §6) on a real FUSE mount, with a second client on the cluster:
  * - `lctl pcc add` a backend, `lfs pcc attach -r` copies the file into it (V1 layout path);
  * - `lfs pcc state` says readonly and names the copy;
- * - reads on this mount come from the copy: its OST read byte counters stay flat;
+ * - reads on this mount come from the copy: its OST read byte counters stay flat, and bytes
+ *   changed in the copy behind the mount's back are what the mount reads;
  * - a write from the other client drops the copy (state none, file gone) and this mount
  *   then reads the new data from the OSTs;
  * - a read-only rule attaches on O_RDONLY open; `lfs pcc detach -k` keeps the copy.
@@ -95,6 +96,17 @@ describe('read-only PCC', { skip: mountSkip }, () => {
     const expected = Buffer.concat([patch, data.subarray(MIB)]);
     assert.equal(await fileSha(a.path('f1')), sha(expected), 'A reads the new data');
     assert.ok(a.ostBytes().read > before.read, 'now from the OSTs');
+  });
+
+  test('the mount reads what the copy holds (the copy is the source, not a cache in front of the OSTs)', async () => {
+    await ok(`head -c 50000 /dev/urandom > ${join(work, 'd0')} && cp ${join(work, 'd0')} ${b.path('f0')}`);
+    await ok(`${LFS} pcc attach -r ${a.path('f0')}`);
+    const rel = /PCC_file: (\S+),/.exec(await ok(`${LFS} pcc state ${a.path('f0')}`))![1]!;
+    // marked behind the mount's back: nothing but the copy can answer with these bytes
+    await ok(`printf 'PCC!' | dd of=${join(pccdir, rel)} bs=4 conv=notrunc status=none`);
+    assert.equal(await ok(`head -c 4 ${a.path('f0')}`), 'PCC!');
+    assert.notEqual(await ok(`head -c 4 ${b.path('f0')}`), 'PCC!', 'the file itself is unchanged');
+    await ok(`${LFS} pcc detach ${a.path('f0')}`);
   });
 
   test('a local write detaches first and goes to the OSTs', async () => {

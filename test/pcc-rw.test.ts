@@ -108,6 +108,10 @@ describe('read-write PCC', { skip: mountSkip }, () => {
     assert.doesNotMatch(await ok(`${LFS} hsm_state ${a.path('f1')}`), /released|archived/, 'no HSM copy is left to rely on');
     assert.equal((await ok(`stat -c %s ${b.path('f1')}`)).trim(), String(expected.length));
     assert.equal(await fileSha(a.path('f1')), sha(expected), 'and A reads the same through Lustre');
+
+    // what A's kernel cached while the copy served must not outlive the detach
+    await ok(`printf 'from B' | dd of=${b.path('f1')} bs=6 conv=notrunc,fsync status=none`);
+    assert.equal(await ok(`head -c 6 ${a.path('f1')}`), 'from B');
   });
 
   test('detach without -k restores and deletes the copy', async () => {

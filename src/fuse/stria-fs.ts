@@ -430,13 +430,17 @@ export class StriaFs implements LowLevelOps {
   /** close(2) of a descriptor: the POSIX locks of its owner on this file end (fcntl semantics). */
   async flush(_ctx: RequestCtx, ino: bigint, fh: number, lockOwner?: bigint): Promise<void> {
     const h = this.files.get(fh);
-    // a failed background write of this file surfaces at close(2), as on a local filesystem
-    if (h) (this.client as { takeWriteError?: (f: OpenFile) => void }).takeWriteError?.(h.file);
-    if (h) await this.pcc?.flushed(h.file);
     const k = this.nodes.get(ino);
-    if (lockOwner === undefined || !k?.lockOwners?.has(lockOwner)) return;
-    k.lockOwners.delete(lockOwner);
-    await this.client.releaseLocks(k.fid, 'posix', lockOwner);
+    try {
+      if (h) await this.pcc?.flushed(h.file);
+      // a failed background write of this file surfaces at close(2), as on a local filesystem
+      if (h) (this.client as { takeWriteError?: (f: OpenFile) => void }).takeWriteError?.(h.file);
+    } finally {
+      if (lockOwner !== undefined && k?.lockOwners?.has(lockOwner)) {
+        k.lockOwners.delete(lockOwner);
+        await this.client.releaseLocks(k.fid, 'posix', lockOwner);
+      }
+    }
   }
 
   async release(_ctx: RequestCtx, ino: bigint, fh: number, _flags?: number, flockOwner?: bigint): Promise<void> {

@@ -41,13 +41,15 @@ export class TestMount {
     readonly mountpoint: string,
     readonly options: string,
     private readonly base: string,
+    /** more `stria mount` arguments, e.g. --cache-dir DIR */
+    readonly extraArgs: string[] = [],
   ) {}
 
-  static async start(cluster: TestCluster, options = 'allow_other,default_permissions'): Promise<TestMount> {
+  static async start(cluster: TestCluster, options = 'allow_other,default_permissions', extraArgs: string[] = []): Promise<TestMount> {
     const base = await mkdtemp(join(tmpdir(), 'stria-mnt-'));
     // Other users must be able to reach the mountpoint.
     await chmod(base, 0o755);
-    const m = new TestMount(cluster, join(base, 'mnt'), options, base);
+    const m = new TestMount(cluster, join(base, 'mnt'), options, base, extraArgs);
     await exec('mkdir', ['-p', m.mountpoint]);
     await m.mount();
     return m;
@@ -58,7 +60,7 @@ export class TestMount {
   }
 
   async mount(timeoutMs = 30_000): Promise<void> {
-    const proc = spawn(process.execPath, [STRIA_BIN, 'mount', this.spec, this.mountpoint, '-o', this.options], {
+    const proc = spawn(process.execPath, [STRIA_BIN, 'mount', this.spec, this.mountpoint, '-o', this.options, ...this.extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, STRIA_LOG_LEVEL: 'info', STRIA_RUN_DIR: this.cluster.runDir },
     });

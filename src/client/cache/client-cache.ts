@@ -296,7 +296,8 @@ export class ClientCache {
       if (e > s) buf.copy(out, s - start, s - runStart, e - runStart);
       for (const p of run) {
         const ps = p * P - runStart;
-        if (ps >= got) break;
+        // the page where the object ends is kept even when empty: it says where the end is
+        if (ps > got || (ps === got && got === runLen)) break;
         const data = Buffer.from(buf.subarray(ps, Math.min(got, ps + P)));
         this.keepPage(ref, key, lock, p, data, data.length < P, began, version);
       }

@@ -269,12 +269,16 @@ export class PccManager implements PccHook {
     return join(e.backend.path, e.rel);
   }
 
-  /** Opens the file for reading, restored first when released (its data must be on the OSTs). */
+  /**
+   * Opens the file for reading, restored first when released and with this client's
+   * unwritten data flushed: the copy is made from what the OSTs hold.
+   */
   private async openData(fid: Fid): Promise<OpenFile> {
     const f = await this.client.open(fid, O_RDONLY);
     try {
       if (f.inode.type !== 'reg') throw err('EINVAL', `${fidToString(fid)} is not a regular file`, 'NOT_REGULAR');
       if (isReleasedInode(f.inode)) await this.client.read(f, 0, 1);
+      await this.client.fsync(f);
       return f;
     } catch (e) {
       await this.client.close(f).catch(() => undefined);
@@ -314,8 +318,9 @@ export class PccManager implements PccHook {
         held.release();
       }
       e.layout = layout;
-      if (e.revoked) throw err('EAGAIN', `${fidToString(fid)} was written to while it was being attached`, 'PCC_ATTACH_RACED');
       e.copy = await LocalCopy.open(this.pathOf(e));
+      // checked after the last await: a revocation from here on finds the copy attached
+      if (e.revoked) throw err('EAGAIN', `${fidToString(fid)} was written to while it was being attached`, 'PCC_ATTACH_RACED');
       e.state = 'attached';
       e.gate.resolve();
       this.log.info({ fid: fidToString(fid), pccpath: backend.path, size: e.size }, 'pcc: attached read-only');
