@@ -157,7 +157,7 @@ describe('read-write PCC', { skip: mountSkip }, () => {
     await putFile('k', Buffer.from('k'));
     await ok(`${LFS} pcc attach -w ${a.path('k')}`);
     const r = await tool(cluster, `${LFS} pcc attach -w ${a.path('k')}`);
-    assert.equal(r.code, 17);
+    assert.equal(r.code, 17, r.stderr);
     assert.match(r.stderr, /cannot attach '.*k' to PCC with archive ID '0': File (already )?exists/);
     // only the agent of the file's archive may tell the MDT its size
     const fid = (await a.client.lookup(a.client.root, 'k')).fid;

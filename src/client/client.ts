@@ -524,7 +524,7 @@ export class StriaClient {
         await this.io.truncate(layout, attrs.size);
         noteKnownSizes(held!, layout, attrs.size, true);
         const n = layout.objects.length;
-        this.dataCache.truncated(layout, layout.objects.map((_, i) => objectSizeForFileSize(attrs.size!, i, layout.stripeSize, n)));
+        this.dataCache.truncated(layout, layout.objects.map((_, i) => objectSizeForFileSize(attrs.size!, i, layout.stripeSize, n)), held!);
       }
       if (layout && touchesObjects) {
         // An archived, clean file whose times alone change keeps a current archive copy: the

@@ -2,7 +2,7 @@
  * The OST request handlers (Lustre's ofd): every body is validated before the
  * object store is touched, so a bad request never changes stored data.
  */
-import { err } from '../common/errno.js';
+import { StriaError, err } from '../common/errno.js';
 import type { Logger } from '../common/log.js';
 import { Opc, opcodeName } from '../ptlrpc/opcodes.js';
 import type { ReplyPayload, RequestContext, RequestHandler, ServerExport, TargetService } from '../ptlrpc/types.js';
@@ -70,15 +70,19 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     const ver = versions.of(seq, oid);
     return { ...(await store.getattr(seq, oid)), ver };
   };
-  /** Runs a change of the object's data or size and bumps its version once it landed (failed too: it may have landed in part). */
+  /**
+   * Runs a change of the object's data or size and bumps its version once it landed; also
+   * when it failed, as it may have landed in part, unless nothing was touched (no such
+   * object, refused arguments).
+   */
   const modifying = async <T>(seq: number, oid: number, fn: () => Promise<T>): Promise<{ result: T; ver: string }> => {
-    let ver: string | undefined;
     try {
       const result = await fn();
-      ver = versions.bump(seq, oid);
-      return { result, ver };
-    } finally {
-      if (ver === undefined) versions.bump(seq, oid);
+      return { result, ver: versions.bump(seq, oid) };
+    } catch (e) {
+      const code = e instanceof StriaError ? e.code : undefined;
+      if (code !== 'NO_SUCH_OBJECT' && code !== 'BAD_REQUEST') versions.bump(seq, oid);
+      throw e;
     }
   };
   const ldlm = new LdlmServer({

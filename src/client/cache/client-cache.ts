@@ -91,6 +91,8 @@ export class ClientCache {
   /** write epochs: a page read that started before the object's last write or flush is not kept */
   private epoch = 0;
   private readonly lastChange = new Map<string, number>();
+  /** the object's version after this client's last write to it, as the OST reported it */
+  private readonly writtenVersions = new Map<string, string>();
   private changeFloor = 0;
 
   constructor(private readonly host: CacheHost, opts: ClientCacheOptions = {}) {
@@ -123,7 +125,10 @@ export class ClientCache {
       (i) => host.osc(i),
       { maxDirtyBytesPerOst: () => this.tunables.maxDirtyBytesPerOst, dirtyExpireMs: opts.dirtyExpireMs ?? DEFAULT_DIRTY_EXPIRE_MS, rpcBytes: 4 << 20 },
       host.log,
-      (key) => this.changed(key),
+      (key, ver) => {
+        this.changed(key);
+        if (ver !== undefined) this.noteVersion(key, ver);
+      },
     );
     host.dlm.dataRevokeListeners.add((ev) => this.onRevoke(ev));
     host.dlm.glimpseListeners.add((o) => this.writeback.flushObject({ ost: o.ostIdx, seq: o.seq, oid: o.oid }));
@@ -140,6 +145,13 @@ export class ClientCache {
         this.lastChange.delete(k);
       }
     }
+  }
+
+  /** An OST reported the object's version after one of this client's writes: keep the newest. */
+  private noteVersion(key: string, ver: string): void {
+    const cur = this.writtenVersions.get(key);
+    if (cur === undefined || newerVersion(ver, cur)) this.writtenVersions.set(key, ver);
+    if (this.writtenVersions.size > 100_000) this.writtenVersions.delete(this.writtenVersions.keys().next().value!);
   }
 
   private changedSince(key: string, epoch: number): boolean {
@@ -266,7 +278,7 @@ export class ClientCache {
       this.mem.missRequests++;
       this.mem.missBytes += stillMissing.length * P;
     }
-    const version = this.diskVersion(lock);
+    const version = this.diskVersion(lock, ref);
     const fromOst: number[] = [];
     for (const p of stillMissing) {
       const block = version !== undefined && this.ssd?.enabled ? await this.ssd.get(blockKey(key, version, p)) : undefined;
@@ -335,9 +347,13 @@ export class ClientCache {
   }
 
   /** The lock's grant-time object version, when blocks keyed by it are still true. */
-  private diskVersion(lock: ClientLock | undefined): string | undefined {
-    if (!lock || !this.ssd || this.wroteUnder.has(lock)) return undefined;
-    return lock.lvb?.ver;
+  private diskVersion(lock: ClientLock | undefined, ref: ObjectRef): string | undefined {
+    if (!lock || !this.ssd) return undefined;
+    if (!this.wroteUnder.has(lock)) return lock.lvb?.ver;
+    // Written under this very lock, which nobody else can write under: once none of our
+    // bytes are still on their way, the OST's reply to our last write names the version.
+    if (this.writeback.hasDirty(ref)) return undefined;
+    return this.writtenVersions.get(objectKey(ref));
   }
 
   private planReadahead(fid: Fid, offset: number, length: number, got: number, handle: ReadaheadHandle): void {
@@ -386,8 +402,9 @@ export class ClientCache {
         if (!sync && (await this.writeback.cacheWrite(fid, ref, ext.objStart, bytes))) return;
         // through to the OST, after older dirty bytes of the object so they cannot land over it
         await this.writeback.flushObject(ref);
-        await this.host.osc(ref.ost).write(ref.seq, ref.oid, ext.objStart, [bytes], sync);
+        const res = await this.host.osc(ref.ost).write(ref.seq, ref.oid, ext.objStart, [bytes], sync);
         this.changed(key);
+        if (res.ver !== undefined) this.noteVersion(key, res.ver);
       }),
     );
   }
@@ -398,11 +415,15 @@ export class ClientCache {
     this.writeback.takeError(fid);
   }
 
-  /** After a truncate to `size`: pages above the new end go. */
-  truncated(layout: Raid0Layout, objectSizes: number[]): void {
+  /** After a truncate to `size` under `held`: pages above the new end go. */
+  truncated(layout: Raid0Layout, objectSizes: number[], held: HeldLocks): void {
+    for (const l of held.locks) this.wroteUnder.add(l);
     layout.objects.forEach((o, i) => {
       this.pages.truncate(o.ostIdx, o.seq, o.oid, objectSizes[i]!);
-      this.changed(objectKey({ ost: o.ostIdx, seq: o.seq, oid: o.oid }));
+      const key = objectKey({ ost: o.ostIdx, seq: o.seq, oid: o.oid });
+      this.changed(key);
+      // the punch made a version this client was not told: no disk blocks until a new lock says
+      this.writtenVersions.delete(key);
     });
   }
 
@@ -438,7 +459,7 @@ export class ClientCache {
     if (!this.ssd) return 0;
     let bytes = 0;
     for (const o of layout.objects) {
-      const v = this.diskVersion(lockOn(held, o.seq, o.oid));
+      const v = this.diskVersion(lockOn(held, o.seq, o.oid), { ost: o.ostIdx, seq: o.seq, oid: o.oid });
       if (v !== undefined) bytes += this.ssd.cachedBytesOf(objectKey({ ost: o.ostIdx, seq: o.seq, oid: o.oid }), v);
     }
     return bytes;
@@ -484,6 +505,14 @@ function lockOn(held: HeldLocks, seq: number, oid: number): ClientLock | undefin
 
 function coversAll(l: ClientLock): boolean {
   return !l.extent || (l.extent.start === 0 && l.extent.end >= EXTENT_EOF);
+}
+
+/** Versions are "<OST boot epoch>.<counter>"; of one epoch, the larger counter is newer. */
+function newerVersion(a: string, b: string): boolean {
+  const [ea, na] = a.split('.');
+  const [eb, nb] = b.split('.');
+  if (ea !== eb) return true;
+  return Number(na) > Number(nb);
 }
 
 export function blockKey(objectId: string, version: string, page: number): string {

@@ -73,7 +73,7 @@ export class WriteBack {
     private readonly opts: WritebackOptions,
     private readonly log: Logger,
     /** told after each flush RPC of an object lands (or fails): cached pages read before it may be stale */
-    private readonly onFlushed: (key: string) => void = () => undefined,
+    private readonly onFlushed: (key: string, ver?: string) => void = () => undefined,
   ) {
     this.dirty = new DirtyStore(opts.rpcBytes);
     this.timer = setInterval(() => this.flushExpired(), FLUSH_TICK_MS);
@@ -172,9 +172,11 @@ export class WriteBack {
       extents.map(async (e) => {
         const grantUsed = Math.min(st.grant, roundUp(e.len));
         const gen = st.grantGen;
+        let ver: string | undefined;
         st.grant -= grantUsed;
         try {
-          await osc.write(od.ref.seq, od.ref.oid, e.off, [e.buf.subarray(0, e.len)], false, { grantUsed, grantGeneration: gen });
+          const res = await osc.write(od.ref.seq, od.ref.oid, e.off, [e.buf.subarray(0, e.len)], false, { grantUsed, grantGeneration: gen });
+          ver = res.ver;
           this.stats.flushes++;
           this.stats.flushedBytes += e.len;
         } catch (failure) {
@@ -187,7 +189,7 @@ export class WriteBack {
           this.log.warn({ fid: fk, object: key, offset: e.off, bytes: e.len, err: se.message }, 'write-back flush failed: the data is lost, the next fsync or close reports it');
         } finally {
           this.dirty.done(key, e);
-          this.onFlushed(key);
+          this.onFlushed(key, ver);
         }
       }),
     ).then(() => undefined);

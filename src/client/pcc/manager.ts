@@ -414,6 +414,7 @@ export class PccManager implements PccHook {
     e.state = 'detaching';
     e.gate = deferred();
     await this.drain(e);
+    this.client.dlm.invalidator?.data(e.fid);
     await e.copy?.close().catch(() => undefined);
     if (!keep) await removeCopy(this.pathOf(e)).catch(() => undefined);
     e.gate.resolve();
@@ -422,6 +423,8 @@ export class PccManager implements PccHook {
 
   private async finishDetach(e: Entry): Promise<void> {
     if (this.entries.get(e.key) === e) this.entries.delete(e.key);
+    // pages the kernel took from the copy are under no lock: later writes elsewhere would not drop them
+    this.client.dlm.invalidator?.data(e.fid);
     await e.copy?.close().catch(() => undefined);
     if (!e.keep) await removeCopy(this.pathOf(e)).catch(() => undefined);
     e.gate.resolve();
