@@ -6,6 +6,8 @@
  *   changed in the copy behind the mount's back are what the mount reads;
  * - a write from the other client drops the copy (state none, file gone) and this mount
  *   then reads the new data from the OSTs;
+ * - locks lost to the LRU only make the copy stale: the next read keeps it when the data
+ *   version did not move, and drops it when it did;
  * - a read-only rule attaches on O_RDONLY open; `lfs pcc detach -k` keeps the copy.
  */
 import { describe, test, before, after } from 'node:test';
@@ -107,6 +109,30 @@ describe('read-only PCC', { skip: mountSkip }, () => {
     assert.equal(await ok(`head -c 4 ${a.path('f0')}`), 'PCC!');
     assert.notEqual(await ok(`head -c 4 ${b.path('f0')}`), 'PCC!', 'the file itself is unchanged');
     await ok(`${LFS} pcc detach ${a.path('f0')}`);
+  });
+
+  /** This mount's unused locks go as the LRU lets them go: no conflict, nobody asked. */
+  async function lruDropAll(): Promise<void> {
+    for (const ns of a.client.dlm.namespaces()) await ns.cancelUnused(() => true, 'lru');
+  }
+
+  test('locks lost to the LRU: the copy stays while the data version holds, and goes when it does not', async () => {
+    await ok(`head -c 70000 /dev/urandom > ${join(work, 'd5')} && cp ${join(work, 'd5')} ${b.path('f5')} && cp ${join(work, 'd5')} ${b.path('f6')}`);
+    await ok(`${LFS} pcc attach -r ${a.path('f5')} ${a.path('f6')}`);
+
+    // f5: nothing changed; the next read takes the locks again and keeps the copy
+    await lruDropAll();
+    const rel = /PCC_file: (\S+),/.exec(await ok(`${LFS} pcc state ${a.path('f5')}`))![1]!;
+    await ok(`printf 'LRU!' | dd of=${join(pccdir, rel)} bs=4 conv=notrunc status=none`);
+    assert.equal(await ok(`head -c 4 ${a.path('f5')}`), 'LRU!', 'revalidated and still served from the copy');
+    assert.match(await ok(`${LFS} pcc state ${a.path('f5')}`), /type: readonly/);
+
+    // f6: written elsewhere while this mount held no lock: no callback came, the data version tells
+    await lruDropAll();
+    await ok(`printf 'new!' | dd of=${b.path('f6')} bs=4 conv=notrunc,fsync status=none`);
+    assert.equal(await ok(`head -c 4 ${a.path('f6')}`), 'new!');
+    assert.match(await ok(`${LFS} pcc state ${a.path('f6')}`), /type: none/);
+    await ok(`${LFS} pcc detach ${a.path('f5')}`);
   });
 
   test('a local write detaches first and goes to the OSTs', async () => {

@@ -519,7 +519,10 @@ export class StriaClient {
     }
     try {
       // cached writes land first, or they would land over the truncate or the new times
-      if (layout && touchesObjects) await this.flushCached(layout);
+      if (layout && touchesObjects) {
+        await this.flushCached(layout);
+        this.dataCache.markWritten(held!);
+      }
       if (layout && attrs.size !== undefined) {
         await this.io.truncate(layout, attrs.size);
         noteKnownSizes(held!, layout, attrs.size, true);
@@ -920,6 +923,7 @@ export class StriaClient {
     await this.ensureOsts(layout);
     const held = await this.dlm.lockRange(fid, layout, LockMode.PW, offset, data.length);
     try {
+      this.dataCache.markWritten(held);
       await this.io.write(layout, offset, data);
     } finally {
       held.release();
@@ -931,6 +935,7 @@ export class StriaClient {
     await this.ensureOsts(layout);
     const held = await this.dlm.lockRange(fid, layout, LockMode.PW, 0, 0, true);
     try {
+      this.dataCache.markWritten(held);
       await this.io.truncate(layout, attrs.size);
       await this.io.setTimes(layout, { atime: attrs.atime, mtime: attrs.mtime });
       await this.io.sync(layout);

@@ -80,6 +80,12 @@ export class ClientDlm {
   private readonly lockOwners = new WeakMap<ClientLock, Fid>();
   invalidator: CacheInvalidator | undefined;
   /**
+   * Whether a data lock's attributes from its grant still describe the object: true until
+   * this client wrote, truncated or set times under it (the data cache tracks that).
+   * While a lock is held nobody else can change the object, so stat needs no RPC then.
+   */
+  lvbCurrent: (lock: ClientLock) => boolean = () => false;
+  /**
    * Told when a data lock on one of a file's objects goes (after what it protected was
    * flushed, before the cancel): client caches outside the kernel (pages, PCC copies) drop
    * what the lock covered. `extent` is the lock's object extent, `ostIdx/seq/oid` its object.
@@ -169,6 +175,7 @@ export class ClientDlm {
     const whole = { start: 0, end: EXTENT_EOF };
     const held = ns.match(res, LockMode.PR, { extent: whole });
     if (held) {
+      if (held.lvb && this.lvbCurrent(held)) return { attr: held.lvb, lock: { ns, lock: held } };
       try {
         return { attr: await getattr(), lock: { ns, lock: held } };
       } catch (e) {

@@ -131,6 +131,7 @@ export class ClientCache {
       },
     );
     host.dlm.dataRevokeListeners.add((ev) => this.onRevoke(ev));
+    host.dlm.lvbCurrent = (l) => !this.wroteUnder.has(l);
     host.dlm.glimpseListeners.add((o) => this.writeback.flushObject({ ost: o.ostIdx, seq: o.seq, oid: o.oid }));
   }
 
@@ -413,6 +414,11 @@ export class ClientCache {
   async flushFile(fid: Fid, layout: Raid0Layout | undefined): Promise<void> {
     if (layout) await this.writeback.flushObjects(layout.objects.map((o) => ({ ost: o.ostIdx, seq: o.seq, oid: o.oid })));
     this.writeback.takeError(fid);
+  }
+
+  /** Object bytes or attributes change under these locks: what they said at grant no longer holds. */
+  markWritten(held: HeldLocks): void {
+    for (const l of held.locks) this.wroteUnder.add(l);
   }
 
   /** After a truncate to `size` under `held`: pages above the new end go. */
