@@ -17,6 +17,7 @@ import { StriaFs } from './stria-fs.js';
 import { LliteStats } from '../ctl/llite-stats.js';
 import { startClientControl } from '../ctl/client-params.js';
 import { SsdCache } from '../client/cache/ssd-cache.js';
+import { startPcc } from '../client/pcc/index.js';
 import type { MountOptions } from './mount-options.js';
 
 const run = promisify(execFile);
@@ -99,6 +100,7 @@ export async function mountStria(spec: FsSpec, mountpoint: string, o: MountOptio
     fs.attachSession(session);
     await session.mount();
     const ctl = await startClientControl(client, llite, { log, mountpoint, fileset: spec.path });
+    const pcc = await startPcc({ client, fs, registry: ctl.registry, mountpoint, log });
     log.info({ mountpoint, source, root: fidToString(root.attr.fid), fuse: o.fuse, cacheDirs: o.diskCache?.dirs }, 'mounted');
     let closed = false;
     return {
@@ -107,6 +109,8 @@ export async function mountStria(spec: FsSpec, mountpoint: string, o: MountOptio
         if (closed) return;
         closed = true;
         await session.unmount().catch((e) => log.warn({ err: toStriaError(e).message }, 'unmount failed'));
+        // after the session: a late request on a read-write PCC file still finds its agent
+        await pcc.close().catch((e) => log.warn({ err: toStriaError(e).message }, 'stopping PCC failed'));
         await ctl.close();
         await client.unmount();
         log.info({ mountpoint }, 'unmounted');

@@ -338,11 +338,8 @@ export class ClientCache {
     const ext = lock.extent ?? { start: 0, end: EXTENT_EOF };
     const pageEnd = eof ? EXTENT_EOF : page * P + P - 1;
     if (ext.start > page * P || ext.end < pageEnd) return;
-    if (this.writeback.hasDirty(ref)) {
-      // the page holds OST bytes under newer dirty ones: fine in memory (reads overlay), not on disk
-      this.pages.put(ref.ost, ref.seq, ref.oid, page, data, eof);
-      return;
-    }
+    // OST bytes under newer dirty ones: once those are flushed the page would be stale
+    if (this.writeback.hasDirty(ref)) return;
     this.pages.put(ref.ost, ref.seq, ref.oid, page, data, eof);
     if (version !== undefined) this.ssd?.put(blockKey(key, version, page), data);
   }
