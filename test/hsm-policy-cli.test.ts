@@ -39,6 +39,8 @@ before(async () => {
   const d = await c.mkdir(c.root, 'old', { mode: 0o755, cred });
   const f = await c.create(d.fid, 'x.dat', { mode: 0o644, cred });
   await c.write(f, 0, Buffer.alloc(12345, 7));
+  // the scan reads the OSTs without locks: the bytes must have left the write-back cache
+  await c.fsync(f);
   await c.close(f);
   old = f.fid;
   writeFileSync(join(dir, 'ok.yaml'), 'cycle: 1s\narchive:\n  rules:\n    - name: everything\n      path: /old/**\n');

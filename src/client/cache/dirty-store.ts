@@ -220,7 +220,7 @@ export class DirtyStore {
 
 function newExtent(off: number, data: Buffer, nowMs: number, max: number): DirtyExtent {
   // Room to grow for sequential writers, without reserving a whole RPC for a small write.
-  const cap = Math.min(max, Math.max(data.length, Math.min(max, data.length * 4)));
+  const cap = Math.max(data.length, Math.min(max, data.length * 4));
   const buf = Buffer.allocUnsafe(cap);
   data.copy(buf);
   return { off, len: data.length, buf, since: nowMs };
