@@ -7,6 +7,7 @@
  * Run: npx tsc -p . && node dist/bench/page-size.js
  */
 import { PageCache } from '../src/client/cache/page-cache.js';
+import { mulberry32 } from '../test/helpers/prng.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -102,17 +103,6 @@ function cachedReads(sim: Sim): void {
   sim.fetchedBytes = sim.fetches = sim.readBytes = sim.ops = 0;
   sim.started = performance.now();
   for (let pass = 0; pass < 8; pass++) for (let off = 0; off < 32 * MiB; off += 128 * KiB) sim.read(3, OBJECT, off, out);
-}
-
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const results: Result[] = [];

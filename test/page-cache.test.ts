@@ -1,18 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mulberry32 } from './helpers/prng.js';
 import { PageCache, PAGE_OVERHEAD_BYTES, DEFAULT_PAGE_SIZE } from '../src/client/cache/page-cache.js';
 
 /** deterministic PRNG so a failure replays */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function filled(len: number, byte: number): Buffer {
   return Buffer.alloc(len, byte);
