@@ -75,8 +75,8 @@ export interface LdlmClientStats {
 }
 
 export const DEFAULT_LRU_MAX_AGE_MS = 600_000;
-/** with LRU resize on, the most unused locks kept before the oldest go */
-const DYNAMIC_LRU_LIMIT = 8192;
+/** with LRU resize on, the most unused locks kept before the oldest go (per namespace; an MDT lock pair per file: a 10,000-file data set stays cached) */
+const DYNAMIC_LRU_LIMIT = 32768;
 const AGE_SCAN_MS = 10_000;
 let nextCookie = 1;
 

@@ -363,9 +363,13 @@ export class ClientCache {
     this.ra.hits += fr.stats.hits - before.hits;
     this.ra.misses += fr.stats.misses - before.misses;
     if (got === length && size <= this.tunables.maxReadAheadWholeBytes && this.whole.onRead(fidKey(fid), size)) {
-      // a small file read a second time: all of it at once
-      this.ra.wholeFileReads++;
-      plans.push({ start: 0, length: size, kind: 'whole' });
+      // a small file read a second time: the rest of it at once (a read that took it all needs nothing)
+      const rest = [
+        { start: 0, length: offset },
+        { start: offset + got, length: size - offset - got },
+      ].filter((r) => r.length > 0);
+      if (rest.length > 0) this.ra.wholeFileReads++;
+      for (const r of rest) plans.push({ ...r, kind: 'whole' });
     }
     for (const p of plans) {
       const take = this.budget.takeUpTo(p.length);
