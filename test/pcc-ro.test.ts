@@ -10,53 +10,31 @@
  *   version did not move, and drops it when it did;
  * - a read-only rule attaches on O_RDONLY open; `lfs pcc detach -k` keeps the copy.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TestCluster } from './helpers/cluster.js';
-import { TestMount, sh } from './helpers/mount.js';
+import type { TestCluster } from './helpers/cluster.js';
+import type { TestMount } from './helpers/mount.js';
 import { mountSkip } from './helpers/two-mounts.js';
-import { LCTL, LFS, PccMount, tool } from './helpers/pcc-mount.js';
+import { LCTL, LFS, PccMount, pccTestbed, tool } from './helpers/pcc-mount.js';
 import { pseudoRandomBuffer } from './helpers/data.js';
 
 const MIB = 1 << 20;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('read-only PCC', { skip: mountSkip }, () => {
+  const bed = pccTestbed('stria-pcc-ro-');
   let cluster: TestCluster;
   let a: PccMount;
   let b: TestMount;
   let work: string;
   let pccdir: string;
-
-  before(async () => {
-    cluster = await TestCluster.start({ osts: 2, stripeCount: 2, stripeSize: '1M' });
-    a = await PccMount.start(cluster);
-    b = await TestMount.start(cluster);
-    work = await mkdtemp(join(tmpdir(), 'stria-pcc-ro-'));
-    pccdir = join(work, 'pcc');
-    await sh(`mkdir -p ${pccdir}`);
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await b?.stop();
-    await a?.stop();
-    await cluster?.stop();
-    if (work) await rm(work, { recursive: true, force: true });
-  }, { timeout: 120_000 });
-
-  async function ok(cmd: string): Promise<string> {
-    const r = await tool(cluster, cmd);
-    assert.equal(r.code, 0, `${cmd}: ${r.stderr}`);
-    return r.stdout;
-  }
-
-  async function fileSha(path: string): Promise<string> {
-    return (await ok(`sha256sum ${path}`)).split(' ')[0]!;
-  }
+  before(() => {
+    ({ cluster, a, b, work, pccdir } = bed);
+  });
+  const { ok, fileSha } = bed;
 
   test('lctl pcc add / list', async () => {
     await ok(`${LCTL} pcc add ${a.mountpoint} ${pccdir} "fname={*.ro} roid=5"`);

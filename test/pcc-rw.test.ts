@@ -10,16 +10,15 @@
  * - a read-write rule attaches new files at creation; the copy's size reaches the MDT when
  *   this mount closes the file, so other clients' stat shows it before any restore.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TestCluster } from './helpers/cluster.js';
-import { TestMount, sh } from './helpers/mount.js';
+import type { TestCluster } from './helpers/cluster.js';
+import type { TestMount } from './helpers/mount.js';
 import { mountSkip } from './helpers/two-mounts.js';
-import { LCTL, LFS, PccMount, tool } from './helpers/pcc-mount.js';
+import { LCTL, LFS, PccMount, pccTestbed, tool } from './helpers/pcc-mount.js';
 import { pseudoRandomBuffer } from './helpers/data.js';
 import { Opc } from '../src/ptlrpc/opcodes.js';
 import { Errno } from '../src/common/errno.js';
@@ -29,37 +28,16 @@ const RWID = 7;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('read-write PCC', { skip: mountSkip }, () => {
+  const bed = pccTestbed('stria-pcc-rw-');
   let cluster: TestCluster;
   let a: PccMount;
   let b: TestMount;
   let work: string;
   let pccdir: string;
-
-  before(async () => {
-    cluster = await TestCluster.start({ osts: 2, stripeCount: 2, stripeSize: '1M' });
-    a = await PccMount.start(cluster);
-    b = await TestMount.start(cluster);
-    work = await mkdtemp(join(tmpdir(), 'stria-pcc-rw-'));
-    pccdir = join(work, 'pcc');
-    await sh(`mkdir -p ${pccdir}`);
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await b?.stop();
-    await a?.stop();
-    await cluster?.stop();
-    if (work) await rm(work, { recursive: true, force: true });
-  }, { timeout: 120_000 });
-
-  async function ok(cmd: string): Promise<string> {
-    const r = await tool(cluster, cmd);
-    assert.equal(r.code, 0, `${cmd}: ${r.stderr}`);
-    return r.stdout;
-  }
-
-  async function fileSha(path: string): Promise<string> {
-    return (await ok(`sha256sum ${path}`)).split(' ')[0]!;
-  }
+  before(() => {
+    ({ cluster, a, b, work, pccdir } = bed);
+  });
+  const { ok, fileSha } = bed;
 
   async function putFile(name: string, data: Buffer): Promise<void> {
     const src = join(work, `src-${name}`);

@@ -12,11 +12,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { err } from '../common/errno.js';
 import { call } from '../ctl/control-client.js';
-import { PCC_CALL_TIMEOUT_MS, pccEndpoint, pccMountOf } from './pcc-endpoint.js';
-
-async function endpointOf(mnt: string) {
-  return pccEndpoint(await pccMountOf(mnt));
-}
+import { PCC_CALL_TIMEOUT_MS, pccEndpoint } from './pcc-endpoint.js';
 
 export function registerLctlPcc(program: Command, print: (line: string) => void = (l) => void process.stdout.write(`${l}\n`)): void {
   const pcc = program.command('pcc').description('Persistent Client Cache backends of a mount (add, del, clear, list)');
@@ -27,27 +23,27 @@ export function registerLctlPcc(program: Command, print: (line: string) => void 
     .action(async (mnt: string, pccpath: string, param: string | undefined, o: { param?: string }) => {
       const text = o.param ?? param;
       if (text === undefined) throw err('EINVAL', 'pcc add: no "RULE PARAMS" given', 'NO_PCC_PARAM');
-      await call(await endpointOf(mnt), 'pcc.add', { pccpath: resolve(pccpath), param: text }, 60_000);
+      await call(await pccEndpoint(mnt), 'pcc.add', { pccpath: resolve(pccpath), param: text }, 60_000);
     });
   pcc
     .command('del <mnt> <pccpath>')
     .description('delete a PCC backend (its files are detached first)')
     .option('-k, --keep', 'keep the cached copies')
     .action(async (mnt: string, pccpath: string, o: { keep?: boolean }) => {
-      await call(await endpointOf(mnt), 'pcc.del', { pccpath: resolve(pccpath), keep: o.keep === true }, PCC_CALL_TIMEOUT_MS);
+      await call(await pccEndpoint(mnt), 'pcc.del', { pccpath: resolve(pccpath), keep: o.keep === true }, PCC_CALL_TIMEOUT_MS);
     });
   pcc
     .command('clear <mnt>')
     .description('delete every PCC backend of a mount')
     .option('-k, --keep', 'keep the cached copies')
     .action(async (mnt: string, o: { keep?: boolean }) => {
-      await call(await endpointOf(mnt), 'pcc.clear', { keep: o.keep === true }, PCC_CALL_TIMEOUT_MS);
+      await call(await pccEndpoint(mnt), 'pcc.clear', { keep: o.keep === true }, PCC_CALL_TIMEOUT_MS);
     });
   pcc
     .command('list <mnt>')
     .description('list the PCC backends of a mount')
     .action(async (mnt: string) => {
-      const text = (await call(await endpointOf(mnt), 'pcc.list', {}, 60_000)) as string;
+      const text = (await call(await pccEndpoint(mnt), 'pcc.list', {}, 60_000)) as string;
       print(text.replace(/\n$/, ''));
     });
 }

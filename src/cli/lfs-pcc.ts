@@ -11,7 +11,7 @@ import type { PccState } from '../client/pcc/manager.js';
 import { splitArgs, UsageError, type OptSpec } from './lfs-getopt.js';
 import { strerror } from './lfs-session.js';
 import type { Output } from './lfs-output.js';
-import { PCC_CALL_TIMEOUT_MS, pccEndpoint, pccMountOf, pccTarget } from './pcc-endpoint.js';
+import { PCC_CALL_TIMEOUT_MS, pccEndpoint, pccTarget } from './pcc-endpoint.js';
 
 export interface PccCmdContext {
   out: Output;
@@ -103,7 +103,7 @@ async function attach(ctx: PccCmdContext, argv: string[], byFid: boolean, usage:
   if (byFid && !mnt) throw new UsageError('must specify Lustre mount point');
   if (!byFid && mnt) throw new UsageError('--mnt is for attach_fid');
   if (operands.length === 0) throw new UsageError(byFid ? 'must specify one or more fids' : 'must specify one or more file names');
-  const ep = byFid ? await pccEndpoint(await pccMountOf(mnt!)) : undefined;
+  const ep = byFid ? await pccEndpoint(mnt!) : undefined;
   return each(
     operands,
     async (arg) => {
@@ -131,7 +131,7 @@ async function detach(ctx: PccCmdContext, argv: string[], byFid: boolean, usage:
   if (byFid && !mnt) throw new UsageError('must specify Lustre mount point');
   if (!byFid && mnt) throw new UsageError('--mnt is for detach_fid');
   if (rest.length === 0) throw new UsageError(byFid ? 'must specify one or more fids' : 'must specify one or more file names');
-  const ep = byFid ? await pccEndpoint(await pccMountOf(mnt!)) : undefined;
+  const ep = byFid ? await pccEndpoint(mnt!) : undefined;
   return each(
     rest,
     async (arg) => {

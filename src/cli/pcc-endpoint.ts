@@ -1,13 +1,12 @@
 /**
- * `lfs pcc` and `lctl pcc` talk to the mount daemon that serves a path: its mountpoint from
- * the kernel's mount table, then the daemon's control socket (role client) whose
- * `pcc.mountpoint` command names that mountpoint.
+ * `lfs pcc` and `lctl pcc` talk to the mount daemon that serves a path, found as
+ * `stria warmup` finds it (mount-endpoint.ts): the mount table, then the control socket
+ * whose `mount.info` names that mountpoint.
  */
-import { realpath } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { err } from '../common/errno.js';
-import { call, findEndpoints, type Endpoint } from '../ctl/control-client.js';
-import { mountOf, pathInMount, readMountTable, striaMounts } from './mount-table.js';
+import { err, toStriaError } from '../common/errno.js';
+import type { Endpoint } from '../ctl/control-client.js';
+import { MountEndpoints } from './mount-endpoint.js';
 
 /** attach and detach copy whole files: let them take their time */
 export const PCC_CALL_TIMEOUT_MS = 3_600_000;
@@ -19,32 +18,19 @@ export interface PccTarget {
   path: string[];
 }
 
-/** The control endpoint of the daemon serving `mountpoint`. */
-export async function pccEndpoint(mountpoint: string): Promise<Endpoint> {
-  const want = resolve(mountpoint);
-  for (const ep of await findEndpoints()) {
-    if (ep.role !== 'client') continue;
-    const r = (await call(ep, 'pcc.mountpoint', {}, 10_000).catch(() => undefined)) as { mountpoint?: unknown } | undefined;
-    // the mount table holds canonical paths; the daemon says what it was given
-    if (typeof r?.mountpoint === 'string' && (r.mountpoint === want || (await realpath(r.mountpoint).catch(() => r.mountpoint)) === want)) return ep;
-  }
-  throw err('ENODEV', `no Stria mount daemon with PCC serves ${want} on this node`, 'NO_PCC_MOUNT');
-}
-
-/** The mount a file is on (ENODEV for a file outside Stria). */
+/** The mount a file is on (ENODEV for a file outside Stria or a mount without a daemon). */
 export async function pccTarget(file: string): Promise<PccTarget> {
-  const abs = resolve(file);
-  const mounts = await readMountTable();
-  const m = mountOf(mounts, abs);
-  if (!m || !striaMounts(mounts).includes(m)) throw err('ENODEV', `${file} is not on a Stria mount`, 'NOT_STRIA');
-  return { endpoint: await pccEndpoint(m.mountpoint), mountpoint: m.mountpoint, path: pathInMount(m, abs) };
+  try {
+    const { client, path } = await new MountEndpoints().forPath(resolve(file));
+    return { endpoint: client.endpoint, mountpoint: client.mount.mountpoint, path };
+  } catch (e) {
+    const se = toStriaError(e);
+    if (se.code === 'NOT_STRIA') throw err('ENODEV', `${file} is not on a Stria mount`, 'NOT_STRIA');
+    throw se;
+  }
 }
 
-/** The mountpoint a path given as MNT is (or is inside). */
-export async function pccMountOf(mnt: string): Promise<string> {
-  const abs = resolve(mnt);
-  const mounts = await readMountTable();
-  const m = mountOf(mounts, abs);
-  if (!m || !striaMounts(mounts).includes(m)) throw err('ENODEV', `${mnt} is not a Stria mount`, 'NOT_STRIA');
-  return m.mountpoint;
+/** The control endpoint of the daemon serving the mount MNT is (or is inside). */
+export async function pccEndpoint(mnt: string): Promise<Endpoint> {
+  return (await pccTarget(mnt)).endpoint;
 }

@@ -15,8 +15,10 @@ import { startClientControl, type ClientControl } from '../../src/ctl/client-par
 import { startPcc, type PccService } from '../../src/client/pcc/index.js';
 import { formatNid } from '../../src/lnet/nid.js';
 import { createLogger, silentLogger } from '../../src/common/log.js';
-import { STRIA_BIN, type TestCluster } from './cluster.js';
-import { sh } from './mount.js';
+import { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { STRIA_BIN, TestCluster } from './cluster.js';
+import { sh, TestMount } from './mount.js';
 
 export const LFS = `node ${join(STRIA_BIN, '..', 'lfs.js')}`;
 export const LCTL = `node ${join(STRIA_BIN, '..', 'lctl.js')}`;
@@ -57,7 +59,7 @@ export class PccMount {
       });
       fs.attachSession(session);
       await session.mount();
-      control = await startClientControl(client, llite, { runDir: cluster.runDir, log });
+      control = await startClientControl(client, llite, { runDir: cluster.runDir, log, mountpoint });
       const pcc = await startPcc({ client, fs, registry: control.registry, mountpoint, log });
       return new PccMount(client, fs, session, control, pcc, mountpoint, base);
     } catch (e) {
@@ -101,4 +103,46 @@ export class PccMount {
 /** Runs an lfs / lctl command line against the cluster's control sockets. */
 export function tool(cluster: TestCluster, cmd: string): ReturnType<typeof sh> {
   return sh(`STRIA_RUN_DIR=${cluster.runDir} ${cmd}`);
+}
+
+/** What a PCC test works with: a cluster, the PCC mount A, an ordinary mount B, a scratch dir and a PCC dir in it. */
+export interface PccTestbed {
+  cluster: TestCluster;
+  a: PccMount;
+  b: TestMount;
+  work: string;
+  pccdir: string;
+  /** runs a shell command against the cluster's daemons; fails the test unless it exits 0 */
+  ok(cmd: string): Promise<string>;
+  /** sha256 of a file, by sha256sum */
+  fileSha(path: string): Promise<string>;
+}
+
+/**
+ * Registers before/after hooks in the calling describe that start the testbed and stop it;
+ * the returned object is filled in by the before hook.
+ */
+export function pccTestbed(prefix: string): PccTestbed {
+  const bed = {} as PccTestbed;
+  bed.ok = async (cmd) => {
+    const r = await tool(bed.cluster, cmd);
+    assert.equal(r.code, 0, `${cmd}: ${r.stderr}`);
+    return r.stdout;
+  };
+  bed.fileSha = async (path) => (await bed.ok(`sha256sum ${path}`)).split(' ')[0]!;
+  before(async () => {
+    bed.cluster = await TestCluster.start({ osts: 2, stripeCount: 2, stripeSize: '1M' });
+    bed.a = await PccMount.start(bed.cluster);
+    bed.b = await TestMount.start(bed.cluster);
+    bed.work = await mkdtemp(join(tmpdir(), prefix));
+    bed.pccdir = join(bed.work, 'pcc');
+    await mkdir(bed.pccdir, { recursive: true });
+  }, { timeout: 120_000 });
+  after(async () => {
+    await bed.b?.stop();
+    await bed.a?.stop();
+    await bed.cluster?.stop();
+    if (bed.work) await rm(bed.work, { recursive: true, force: true });
+  }, { timeout: 120_000 });
+  return bed;
 }

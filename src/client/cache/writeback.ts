@@ -235,7 +235,9 @@ export class WriteBack {
 
   /** Flushes the given objects (a file's stripes) side by side. */
   async flushObjects(refs: ObjectRef[]): Promise<void> {
-    await Promise.all(refs.map((r) => this.flushObject(r)));
+    // stat calls this for every file: objects with nothing dirty or running cost nothing
+    const busy = refs.filter((r) => this.objects.has(objectKey(r)) || this.dirty.get(objectKey(r)) !== undefined);
+    if (busy.length > 0) await Promise.all(busy.map((r) => this.flushObject(r)));
   }
 
   hasDirty(ref: ObjectRef): boolean {

@@ -2,7 +2,6 @@
  * PCC in a mount daemon: the manager, its hook in the FUSE adapter, and the control
  * commands `lfs pcc` and `lctl pcc` send over the mount's control socket:
  *
- *   pcc.mountpoint {}                                  -> { mountpoint }
  *   pcc.add    { pccpath, param }                      -> null
  *   pcc.del    { pccpath, keep }                       -> null
  *   pcc.clear  { keep }                                -> null
@@ -79,7 +78,6 @@ export async function startPcc(opts: { client: StriaClient; fs: StriaFs; registr
   };
 
   const undo: Array<() => void> = [
-    registry.command('pcc.mountpoint', () => ({ mountpoint })),
     registry.command('pcc.add', async (args) => {
       const a = parseArgs(AddArgs, args);
       await manager.add(a.pccpath, a.param);
