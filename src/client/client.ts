@@ -7,7 +7,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from '../common/log.js';
 import { silentLogger } from '../common/log.js';
 import { Errno, err, toStriaError } from '../common/errno.js';
-import { fidKey, type Fid } from '../common/fid.js';
+import { fidKey, fidToString, type Fid } from '../common/fid.js';
 import type { DirEntry, FileType, Inode } from '../common/inode.js';
 import type { LayoutTemplate, Raid0Layout } from '../common/layout.js';
 import { mdtName, ostName } from '../common/targets.js';
@@ -18,7 +18,7 @@ import { RpcClient } from '../ptlrpc/client.js';
 import { MgsClient } from '../mgs/mgc.js';
 import type { FsConfig } from '../mgs/protocol.js';
 import type { MdsConnectReply } from '../mds/protocol.js';
-import { MdtClient, type Cred, type SetattrSpec } from './mdc.js';
+import { MdtClient, type CreateSpec, type Cred, type SetattrSpec } from './mdc.js';
 import { OstClient } from './osc.js';
 import type { StatFs } from '../common/statfs.js';
 import { StripedIo, mergeAttrs } from './lov.js';
@@ -31,6 +31,7 @@ import { EXTENT_EOF } from '../ldlm/extent.js';
 import { InodeBit } from '../ldlm/inodebits.js';
 import type { ClientLock } from '../ldlm/client.js';
 import { HsmMdc } from './hsm-mdc.js';
+import { noXattr } from './md-attr-cache.js';
 import { HS } from '../hsm/flags.js';
 import { HSM_ACTIONS_KEY, type HsmActionList } from '../hsm/protocol.js';
 import type { CallbackContext } from '../ptlrpc/client.js';
@@ -89,6 +90,13 @@ interface LookupLocksReply {
   inode: Inode;
   nameLock?: { handle: number; mode: LockMode; bits: number };
   attrLock?: { handle: number; mode: LockMode; bits: number };
+}
+
+/** MDS_REINT CREATE's reply with the intent locks asked for (mdt-target.ts createLocks). */
+interface CreateIntentReply extends LookupLocksReply {
+  handle?: number;
+  parent?: Inode;
+  parentLock?: { handle: number; mode: LockMode; bits: number };
 }
 
 /** One POSIX record lock or flock as fcntl(2) describes it. */
@@ -301,8 +309,12 @@ export class StriaClient {
     const res = this.dlm.rememberMetadata(fid);
     const held = ns.match(res, LockMode.PR, { bits: MD_ATTR_BITS });
     if (held) {
+      const cached = this.dlm.mdAttrs.inode(res);
+      if (cached) return { inode: cached, attrLock: held };
       try {
-        return { inode: await this.mdc.getattr(fid), attrLock: held };
+        const inode = await this.mdc.getattr(fid);
+        this.dlm.mdAttrs.putInode(res, inode, ns.isValid(held));
+        return { inode, attrLock: held };
       } catch (e) {
         ns.release(held);
         throw e;
@@ -311,7 +323,9 @@ export class StriaClient {
     const pending = ns.prepareIntent(res, 'ibits', LockMode.PR, MD_ATTR_BITS);
     try {
       const r = await this.mdc.getattrIntent(fid, pending.cookie);
-      return { inode: r.inode, attrLock: ns.completeIntent(pending, r.lock) };
+      const attrLock = ns.completeIntent(pending, r.lock);
+      this.dlm.mdAttrs.putInode(res, r.inode, attrLock !== undefined && ns.isValid(attrLock));
+      return { inode: r.inode, attrLock };
     } catch (e) {
       ns.abortIntent(pending);
       throw e;
@@ -358,6 +372,7 @@ export class StriaClient {
     const still = (noted: ClientLock | undefined) => (noted && hintRes === res && ns.reuse(noted) ? noted : undefined);
     const nameLock = pendingName ? ns.completeIntent(pendingName, r.nameLock, res) : still(heldName);
     const attrLock = pendingAttrs ? ns.completeIntent(pendingAttrs, r.attrLock, res) : still(heldAttrs);
+    this.dlm.mdAttrs.putInode(res, r.inode, attrLock !== undefined && ns.isValid(attrLock));
     return { inode: r.inode, nameLock, attrLock };
   }
 
@@ -403,12 +418,64 @@ export class StriaClient {
 
   /** Creates and opens a regular file; `layout` is the setstripe request for it. */
   async create(parent: Fid, name: string, spec: { mode: number; cred: Cred; layout?: LayoutTemplate }): Promise<OpenFile> {
+    return (await this.createEntry(parent, name, spec)).file;
+  }
+
+  /** create(), with the new file's attributes as stat would see them (for a FUSE entry). */
+  async createEntry(parent: Fid, name: string, spec: { mode: number; cred: Cred; layout?: LayoutTemplate }): Promise<{ file: OpenFile; attr: FileAttr }> {
+    const r = await this.createWithIntent(parent, name, { type: 'reg', mode: spec.mode, uid: spec.cred.uid, gid: spec.cred.gid, layout: spec.layout, open: true });
+    await this.ensureOsts(r.md.inode.layout);
+    const file: OpenFile = { fid: r.md.inode.fid, handle: r.handle!, inode: r.md.inode };
+    return { file, attr: await this.newNodeAttrs(r.md) };
+  }
+
+  /**
+   * MDS create with the intent locks of Lustre's IT_CREATE: the new inode's name and
+   * attribute locks and the parent's attribute lock come with the reply, so neither the
+   * lookup that follows a create nor the kernel's getattr of the directory needs an RPC.
+   * The MdRead holds the child's locks: release them (newNodeAttrs does).
+   */
+  private async createWithIntent(parent: Fid, name: string, spec: Omit<CreateSpec, 'fid'>): Promise<{ md: MdRead; handle?: number }> {
+    const ns = this.dlm.mdc!;
     const fid = await this.fids.next();
-    const r = await this.mdc.create(parent, name, {
-      fid, type: 'reg', mode: spec.mode, uid: spec.cred.uid, gid: spec.cred.gid, layout: spec.layout, open: true,
-    }, await this.elc([[parent, InodeBit.UPDATE]]));
-    await this.ensureOsts(r.inode.layout);
-    return { fid: r.inode.fid, handle: r.handle!, inode: r.inode };
+    const res = this.dlm.rememberMetadata(fid);
+    const parentRes = this.dlm.rememberMetadata(parent);
+    const cancels = await this.elc([[parent, InodeBit.UPDATE]]);
+    const pendingName = ns.prepareIntent(res, 'ibits', LockMode.PR, MD_NAME_BITS);
+    const pendingAttrs = ns.prepareIntent(res, 'ibits', LockMode.PR, MD_ATTR_BITS);
+    const pendingParent = ns.prepareIntent(parentRes, 'ibits', LockMode.PR, MD_ATTR_BITS);
+    let r: CreateIntentReply;
+    try {
+      r = await this.mdc.create(parent, name, { fid, ...spec }, cancels, { name: pendingName.cookie, attrs: pendingAttrs.cookie, parentAttrs: pendingParent.cookie });
+    } catch (e) {
+      for (const p of [pendingName, pendingAttrs, pendingParent]) ns.abortIntent(p);
+      throw e;
+    }
+    const nameLock = ns.completeIntent(pendingName, r.nameLock);
+    const attrLock = ns.completeIntent(pendingAttrs, r.attrLock);
+    const parentLock = ns.completeIntent(pendingParent, r.parentLock);
+    if (parentLock) {
+      if (r.parent) this.dlm.mdAttrs.putInode(parentRes, r.parent, ns.isValid(parentLock));
+      ns.release(parentLock);
+    }
+    this.dlm.mdAttrs.putInode(res, r.inode, attrLock !== undefined && ns.isValid(attrLock));
+    this.rememberChild(parent, name, r.inode.fid);
+    return { md: { inode: r.inode, nameLock, attrLock }, handle: r.handle };
+  }
+
+  /**
+   * A node this client just created, as stat sees it. A new file's objects are new and
+   * empty: no glimpse, but no object lock covers them either, so the kernel does not keep
+   * these attributes (covered: false) and asks again at the next stat.
+   */
+  private async newNodeAttrs(md: MdRead): Promise<FileAttr> {
+    const i = md.inode;
+    if (i.type !== 'reg' || !i.layout || i.layout.pattern !== 'raid0' || i.layout.objects.length === 0) return this.attrsUnderLocks(md);
+    const ns = this.dlm.mdc!;
+    const attr: FileAttr = { ...i, size: 0, blocks: 0, covered: false };
+    if (md.nameLock) attr.nameCovered = ns.isValid(md.nameLock);
+    for (const l of [md.attrLock, md.nameLock]) if (l) ns.release(l);
+    return attr;
   }
 
   async mkdir(parent: Fid, name: string, spec: { mode: number; cred: Cred; layout?: LayoutTemplate }): Promise<FileAttr> {
@@ -430,9 +497,8 @@ export class StriaClient {
   }
 
   private async makeNode(parent: Fid, name: string, type: FileType, mode: number, cred: Cred, extra: { rdev?: number; target?: string; layout?: LayoutTemplate }): Promise<FileAttr> {
-    const fid = await this.fids.next();
-    const r = await this.mdc.create(parent, name, { fid, type, mode, uid: cred.uid, gid: cred.gid, ...extra }, await this.elc([[parent, InodeBit.UPDATE]]));
-    return this.withObjects(r.inode);
+    const r = await this.createWithIntent(parent, name, { type, mode, uid: cred.uid, gid: cred.gid, ...extra });
+    return this.newNodeAttrs(r.md);
   }
 
   async readlink(fid: Fid): Promise<string> {
@@ -447,12 +513,31 @@ export class StriaClient {
   }
 
   async unlink(parent: Fid, name: string): Promise<void> {
-    await this.mdc.unlink(parent, name, false, await this.elc(this.withChild([[parent, InodeBit.UPDATE]], parent, name)));
-    this.forgetChild(parent, name);
+    await this.removeName(parent, name, false);
   }
 
   async rmdir(parent: Fid, name: string): Promise<void> {
-    await this.mdc.unlink(parent, name, true, await this.elc(this.withChild([[parent, InodeBit.UPDATE]], parent, name)));
+    await this.removeName(parent, name, true);
+  }
+
+  /** Unlink or rmdir; the directory's new attributes come back under a new lock (the kernel asks for them next). */
+  private async removeName(parent: Fid, name: string, dir: boolean): Promise<void> {
+    const ns = this.dlm.mdc!;
+    const cancels = await this.elc(this.withChild([[parent, InodeBit.UPDATE]], parent, name));
+    const parentRes = this.dlm.rememberMetadata(parent);
+    const pending = ns.prepareIntent(parentRes, 'ibits', LockMode.PR, MD_ATTR_BITS);
+    let r: Awaited<ReturnType<MdtClient['unlinkIntent']>>;
+    try {
+      r = await this.mdc.unlinkIntent(parent, name, dir, cancels, pending.cookie);
+    } catch (e) {
+      ns.abortIntent(pending);
+      throw e;
+    }
+    const lock = ns.completeIntent(pending, r.parentLock);
+    if (lock) {
+      if (r.parent) this.dlm.mdAttrs.putInode(parentRes, r.parent, ns.isValid(lock));
+      ns.release(lock);
+    }
     this.forgetChild(parent, name);
   }
 
@@ -837,20 +922,39 @@ export class StriaClient {
     }
   }
 
-  getxattr(fid: Fid, name: string): Promise<Buffer> {
-    return this.mdc.getxattr(fid, name);
+  /** From the attribute cache while an XATTR lock is held (the kernel asks security.capability before every write). */
+  async getxattr(fid: Fid, name: string): Promise<Buffer> {
+    const ns = this.dlm.mdc!;
+    const res = this.dlm.rememberMetadata(fid);
+    const held = ns.match(res, LockMode.PR, { bits: InodeBit.XATTR });
+    if (!held) return this.mdc.getxattr(fid, name);
+    try {
+      const cached = this.dlm.mdAttrs.xattr(res, name);
+      if (cached === null) throw noXattr(name, fidToString(fid));
+      if (cached) return cached;
+      try {
+        const value = await this.mdc.getxattr(fid, name);
+        this.dlm.mdAttrs.putXattr(res, name, value, ns.isValid(held));
+        return value;
+      } catch (e) {
+        if (toStriaError(e).errno === Errno.ENODATA) this.dlm.mdAttrs.putXattr(res, name, null, ns.isValid(held));
+        throw e;
+      }
+    } finally {
+      ns.release(held);
+    }
   }
 
   listxattr(fid: Fid): Promise<string[]> {
     return this.mdc.listxattr(fid);
   }
 
-  setxattr(fid: Fid, name: string, value: Buffer, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
-    return this.mdc.setxattr(fid, name, value, flags);
+  async setxattr(fid: Fid, name: string, value: Buffer, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
+    return this.mdc.setxattr(fid, name, value, flags, await this.elc([[fid, InodeBit.XATTR]]));
   }
 
-  removexattr(fid: Fid, name: string): Promise<void> {
-    return this.mdc.setxattr(fid, name, undefined);
+  async removexattr(fid: Fid, name: string): Promise<void> {
+    return this.mdc.setxattr(fid, name, undefined, {}, await this.elc([[fid, InodeBit.XATTR]]));
   }
 
   setDirStripe(fid: Fid, template: LayoutTemplate | null): Promise<Inode> {

@@ -16,6 +16,7 @@ import { EXTENT_EOF, LDLM_PAGE_SIZE, type Extent } from '../ldlm/extent.js';
 import { InodeBit } from '../ldlm/inodebits.js';
 import { LockMode } from '../ldlm/modes.js';
 import { LockIntent, objectResource } from '../ldlm/protocol.js';
+import { MdAttrCache } from './md-attr-cache.js';
 
 /**
  * What the client caches under its MDT locks on an inode, in two locks (mdt-target.ts
@@ -95,6 +96,8 @@ export class ClientDlm {
   readonly glimpseListeners = new Set<(ref: { ostIdx: number; seq: number; oid: number }) => Promise<void>>();
   /** Told when the last valid attribute lock (UPDATE|PERM|XATTR|LAYOUT) on an inode goes. */
   readonly attrRevokeListeners = new Set<(fid: Fid) => void>();
+  /** inodes and xattrs read under attribute locks this client holds */
+  readonly mdAttrs = new MdAttrCache();
 
   constructor(rpc: RpcClient, private readonly instance: string, private readonly log: Logger) {
     this.router = new LdlmCallbackRouter(rpc);
@@ -206,10 +209,12 @@ export class ClientDlm {
     const ns = this.mdc;
     const others = ns ? ns.locksOn(lock.res).filter((l) => l !== lock) : [];
     if (others.length === 0) this.owners.delete(key);
-    if (!fid || why === 'unmount' || !this.invalidator) return;
     let still = 0;
     for (const l of others) if (ns!.isValid(l)) still |= l.bits ?? 0;
     const lost = (lock.bits ?? MD_CACHE_BITS) & ~still;
+    // whatever else happens: an attribute no lock covers any more is not served again
+    if (lost & MD_ATTR_BITS || why === 'unmount') this.mdAttrs.drop(lock.res);
+    if (!fid || why === 'unmount' || !this.invalidator) return;
     if (lost & MD_NAME_BITS) this.invalidator.names(fid);
     if (lost & MD_ATTR_BITS) {
       for (const l of this.attrRevokeListeners) l(fid);

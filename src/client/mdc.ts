@@ -79,8 +79,16 @@ export class MdtClient {
     await this.imp.request(Opc.LDLM_CANCEL, { handles }, { urgent: true });
   }
 
-  async create(parent: Fid, name: string, spec: CreateSpec, cancels?: number[]): Promise<{ inode: Inode; handle?: number }> {
-    return this.call(Opc.MDS_REINT, withCancels({ op: ReintOp.CREATE, parent, name, ...spec }, cancels), spec);
+  /**
+   * `locks`: cookies of the intent locks to be granted with the reply (the new inode's name
+   * and attribute locks, the parent's attribute lock); the reply then carries them.
+   */
+  async create<R extends { inode: Inode; handle?: number } = { inode: Inode; handle?: number }>(
+    parent: Fid, name: string, spec: CreateSpec, cancels?: number[], locks?: { name?: number; attrs?: number; parentAttrs?: number },
+  ): Promise<R> {
+    const body: Record<string, unknown> = { op: ReintOp.CREATE, parent, name, ...spec };
+    if (locks) body.locks = locks;
+    return this.call(Opc.MDS_REINT, withCancels(body, cancels), spec);
   }
 
   async open(fid: Fid, flags: number): Promise<{ inode: Inode; handle: number }> {
@@ -96,7 +104,14 @@ export class MdtClient {
   }
 
   async unlink(parent: Fid, name: string, dir: boolean, cancels?: number[]): Promise<Inode> {
-    return (await this.call<{ inode: Inode }>(Opc.MDS_REINT, withCancels({ op: ReintOp.UNLINK, parent, name, dir }, cancels))).inode;
+    return (await this.unlinkIntent(parent, name, dir, cancels)).inode;
+  }
+
+  /** unlink whose reply brings the parent's attributes under a new lock named by `parentAttrs`. */
+  async unlinkIntent(parent: Fid, name: string, dir: boolean, cancels?: number[], parentAttrs?: number): Promise<{ inode: Inode; parent?: Inode; parentLock?: { handle: number; mode: LockMode; bits: number } }> {
+    const body: Record<string, unknown> = { op: ReintOp.UNLINK, parent, name, dir };
+    if (parentAttrs !== undefined) body.locks = { parentAttrs };
+    return this.call(Opc.MDS_REINT, withCancels(body, cancels));
   }
 
   async rename(srcParent: Fid, srcName: string, dstParent: Fid, dstName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}, cancels?: number[]): Promise<void> {

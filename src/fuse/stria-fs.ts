@@ -385,10 +385,14 @@ export class StriaFs implements LowLevelOps {
     checkName(name);
     return this.timed('create', async () => {
       const pfid = this.fid(parent);
-      let f = await this.client.create(pfid, name, { mode: mode & 0o7777, cred: ctx });
-      if (this.pcc) f = await this.pcc.created(f, flags, { uid: ctx.uid, gid: ctx.gid, name });
-      // by name: the new dentry stays cached (and a later unlink cancels its locks early)
-      const attr = await this.attrsByName(pfid, name, f.fid);
+      // the name and attribute locks come with the create: the new dentry stays cached
+      const created = await this.client.createEntry(pfid, name, { mode: mode & 0o7777, cred: ctx });
+      let f = created.file;
+      let attr = created.attr;
+      if (this.pcc) {
+        f = await this.pcc.created(f, flags, { uid: ctx.uid, gid: ctx.gid, name });
+        if (f !== created.file) attr = await this.attrsByName(pfid, name, f.fid);
+      }
       return { ...this.entry(attr, parent, name), ...this.openOut(this.addFile(f, flags), flags) };
     });
   }

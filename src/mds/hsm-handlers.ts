@@ -51,7 +51,8 @@ export function registerHsmHandlers(mdt: MdtTarget): void {
     if (b.rebase) {
       // the version moves only from the recorded one, so any user's utimes may carry it along
       if (b.set !== 0 || b.clear !== 0 || b.archiveId !== undefined) throw err('EINVAL', 'a data version rebase changes no flags', 'BAD_REQUEST');
-      await ns.hsmRebaseVersion(b.fid, b.rebase.from, b.rebase.to);
+      const { from, to } = b.rebase;
+      await mdt.underLocks([[b.fid, InodeBit.UPDATE]], () => ns.hsmRebaseVersion(b.fid, from, to));
       const h = await ns.hsmState(b.fid);
       return { body: { flags: h.flags, archiveId: h.archiveId } satisfies HsmStateReply };
     }

@@ -211,7 +211,7 @@ export class MdtTarget implements TargetService {
    */
   private async dropHandle(h: OpenHandle): Promise<void> {
     try {
-      if (h.write && (await this.ns.hsmMarkDirty(h.fid))) await this.recordHsm(undefined, h.fid, CLF_HSM_EVENT.STATE, 0, true);
+      if (h.write && (await this.markDirty(h.fid))) await this.recordHsm(undefined, h.fid, CLF_HSM_EVENT.STATE, 0, true);
       await this.closeFid(h.fid, h.write, undefined);
     } catch (e) {
       this.log.warn({ fid: fidKey(h.fid), err: (e as Error).message }, 'closing the handle of a departed client failed');
@@ -240,6 +240,16 @@ export class MdtTarget implements TargetService {
     return { inode, handle };
   }
 
+  /**
+   * HSM DIRTY after a write, under the UPDATE lock as every inode change is (clients cache
+   * inodes under their attribute locks); only archived files change, so only they pay for it.
+   */
+  private async markDirty(fid: Fid): Promise<boolean> {
+    const flags = (await this.ns.hsmState(fid).catch(() => undefined))?.flags ?? 0;
+    if (!(flags & HS.EXISTS) || flags & (HS.DIRTY | HS.RELEASED)) return false;
+    return this.underLocks([[fid, InodeBit.UPDATE]], () => this.ns.hsmMarkDirty(fid));
+  }
+
   private async close(ctx: RequestContext) {
     const b = parseBody(CloseBody, ctx.body);
     const handles = this.handles(ctx.export);
@@ -249,7 +259,7 @@ export class MdtTarget implements TargetService {
     // DIRTY before the handle stops counting as a writer: a release in between must not pass
     if (h.write && b.modified) {
       this.coordinator?.noteWrite(b.fid);
-      if (await this.ns.hsmMarkDirty(b.fid)) await this.recordHsm(ctx, b.fid, CLF_HSM_EVENT.STATE, 0, true);
+      if (await this.markDirty(b.fid)) await this.recordHsm(ctx, b.fid, CLF_HSM_EVENT.STATE, 0, true);
     }
     await this.closeFid(b.fid, h.write, ctx);
     return { body: {} };
@@ -319,6 +329,32 @@ export class MdtTarget implements TargetService {
     }
   }
 
+  /**
+   * The locks a create's intent asks for (Lustre's IT_CREATE): the new inode's name and
+   * attribute locks, and an attribute lock on the parent, whose attributes the create just
+   * changed and which the kernel asks for next. The create is done whatever happens here:
+   * a lock that cannot be granted is left out of the reply, not turned into an error.
+   */
+  private async createLocks(ctx: RequestContext, parent: Fid, child: Fid, want: CreateLocks): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    const wanted: WantedLock[] = [];
+    if (want.name !== undefined) wanted.push({ cookie: want.name, bits: CLIENT_NAME_BITS });
+    if (want.attrs !== undefined) wanted.push({ cookie: want.attrs, bits: CLIENT_ATTR_BITS });
+    try {
+      if (wanted.length > 0) Object.assign(out, lookupReply(await this.underClientLocks(ctx, child, wanted, () => this.ns.getattr(child)), true));
+      if (want.parentAttrs !== undefined) Object.assign(out, await this.parentIntent(ctx, parent, want.parentAttrs));
+    } catch (e) {
+      this.log.debug({ parent: fidKey(parent), child: fidKey(child), err: (e as Error).message }, 'create: intent locks not granted');
+    }
+    return out;
+  }
+
+  /** A directory an update just changed, with a new attribute lock for the client that changed it. */
+  private async parentIntent(ctx: RequestContext, parent: Fid, cookie: number): Promise<{ parent: Inode; parentLock?: GrantedLock }> {
+    const r = await this.underClientLocks(ctx, parent, [{ cookie, bits: CLIENT_ATTR_BITS }], () => this.ns.getattr(parent));
+    return { parent: r.inode, parentLock: r.locks[0] };
+  }
+
   /** Runs an update under server-local EX locks, so clients caching what it changes drop it first. */
   async underLocks<T>(targets: Array<[Fid, number]>, fn: () => Promise<T>): Promise<T> {
     const merged = new Map<string, number>();
@@ -366,8 +402,10 @@ export class MdtTarget implements TargetService {
         this.stats.creates++;
         await this.record(ctx, { type: CREATE_RECORD[b.type], tfid: inode.fid, pfid: b.parent, name: b.name });
         // a create that opens is the writer of the new file
-        if (b.open) return { body: await this.open(ctx, inode.fid, true) };
-        return { body: { inode } };
+        const body: Record<string, unknown> = b.open ? await this.open(ctx, inode.fid, true) : { inode };
+        const { locks } = parseBody(IntentLocksBody, ctx.body);
+        if (locks) Object.assign(body, await this.createLocks(ctx, b.parent, inode.fid, locks));
+        return { body };
       }
       case ReintOp.OPEN:
         return { body: await this.open(ctx, b.fid, opensForWrite(b.flags)) };
@@ -384,7 +422,10 @@ export class MdtTarget implements TargetService {
         this.destroyObjects(r.destroy);
         this.stats.unlinks++;
         await this.record(ctx, { type: b.dir ? CL.RMDIR : CL.UNLNK, tfid: r.inode.fid, pfid: b.parent, name: b.name, flags: lastLinkFlags(r.inode) });
-        return { body: { inode: r.inode } };
+        const { locks } = parseBody(IntentLocksBody, ctx.body);
+        const parentAttrs = locks?.parentAttrs;
+        const parent = parentAttrs === undefined ? {} : await this.parentIntent(ctx, b.parent, parentAttrs).catch(() => ({}));
+        return { body: { inode: r.inode, ...parent } };
       }
       case ReintOp.RENAME: {
         const [src, dst] = await Promise.all([this.childFid(b.srcParent, b.srcName), this.childFid(b.dstParent, b.dstName)]);
@@ -481,6 +522,16 @@ interface GrantedLock {
  * The reply carries them as `nameLock` and `attrLock`.
  */
 const LookupLocks = z.object({ locks: z.object({ name: zSafeUint.optional(), attrs: zSafeUint.optional() }).optional() });
+
+/**
+ * The intent locks of a create or an unlink, each named by the client's cookie: `name` and
+ * `attrs` on the new inode (create only, as MDS_GETATTR_NAME's), `parentAttrs` on the
+ * directory. The reply carries `nameLock`, `attrLock`, and `parent` with `parentLock`.
+ */
+const IntentLocksBody = z.object({
+  locks: z.object({ name: zSafeUint.optional(), attrs: zSafeUint.optional(), parentAttrs: zSafeUint.optional() }).optional(),
+});
+type CreateLocks = NonNullable<z.infer<typeof IntentLocksBody>['locks']>;
 
 function lookupReply(r: { inode: Inode; locks: GrantedLock[] }, separate: boolean) {
   if (!separate) return { inode: r.inode, lock: r.locks[0] };
