@@ -2,6 +2,7 @@
  * One framed TCP connection, used in both directions: whoever owns it sends frames and
  * gets every decoded frame back through onFrame. A malformed frame closes the connection.
  */
+import type { BulkSource } from './bulk-pool.js';
 import { connect as netConnect, type Socket } from 'node:net';
 import { err, toStriaError, StriaError } from '../common/errno.js';
 import type { Logger } from '../common/log.js';
@@ -35,11 +36,12 @@ export class FrameConnection {
   private readonly readInto: boolean;
 
   /** `decoder`: given when the socket was created with `onread` feeding it (see connect()). */
-  constructor(socket: Socket, limits: FrameLimits, log: Logger, decoder?: FrameDecoder) {
+  /** `bulks`: where an accepted socket's decoder assembles request bulks (see FrameDecoder). */
+  constructor(socket: Socket, limits: FrameLimits, log: Logger, decoder?: FrameDecoder, bulks?: BulkSource) {
     this.socket = socket;
     this.limits = { maxHeaderBytes: limits.maxHeaderBytes, maxBulkBytes: limits.maxBulkBytes };
     this.readInto = decoder !== undefined;
-    this.decoder = decoder ?? new FrameDecoder(this.limits);
+    this.decoder = decoder ?? new FrameDecoder(this.limits, bulks);
     this.log = log;
     this.peer = formatPeer(socket.remoteAddress, socket.remotePort);
     socket.setNoDelay(true);

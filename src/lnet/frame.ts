@@ -3,6 +3,7 @@
  * The decoder treats its input as hostile: lengths are checked against limits before
  * anything is allocated, and the header is type-checked field by field.
  */
+import { PLAIN_BULKS, type BulkSource } from './bulk-pool.js';
 import { Packr, Unpackr } from 'msgpackr';
 import { err, StriaError } from '../common/errno.js';
 import { MsgType } from '../ptlrpc/opcodes.js';
@@ -111,7 +112,8 @@ export class FrameDecoder {
   private lent: Buffer | undefined;
   private lentDirect = false;
 
-  constructor(limits: { maxHeaderBytes: number; maxBulkBytes: number }) {
+  /** `bulks`: where a bulk that spans chunks is assembled (a server recycles OST_WRITE data through it) */
+  constructor(limits: { maxHeaderBytes: number; maxBulkBytes: number }, private readonly bulks: BulkSource = PLAIN_BULKS) {
     this.limits = { maxHeaderBytes: limits.maxHeaderBytes, maxBulkBytes: limits.maxBulkBytes };
   }
 
@@ -242,7 +244,7 @@ export class FrameDecoder {
       // A peer must send a quarter of what it announced before we allocate all of it,
       // so a few header bytes cannot make us hold maxBulkBytes per connection.
       if (!direct && this.buffered < this.bulkLen && this.buffered < this.bulkLen / BULK_ALLOC_FRACTION) return false;
-      this.bulkBuf = Buffer.allocUnsafe(this.bulkLen);
+      this.bulkBuf = direct ? Buffer.allocUnsafe(this.bulkLen) : this.bulks.take(this.bulkLen);
       this.bulkFilled = 0;
     }
     while (this.bulkFilled < this.bulkLen && this.buffered > 0) {

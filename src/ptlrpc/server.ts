@@ -45,6 +45,11 @@ export const DEFAULT_REPLY_CACHE_SIZE = 64;
 /** default deadline of a server->client request (lock callbacks) */
 export const DEFAULT_CALLBACK_TIMEOUT_MS = 30_000;
 const MAX_NAME_LENGTH = 256;
+/**
+ * Requests whose bulk nothing refers to once their handler has finished: OST_WRITE's data is
+ * on disk (or the write failed) by then, so its buffer goes back to requestBulks.
+ */
+const RECYCLED_REQUEST_BULKS: ReadonlySet<number> = new Set([Opc.OST_WRITE]);
 const MAX_EVICTED_REMEMBERED = 4096;
 
 class Link implements ServerLink {
@@ -60,6 +65,8 @@ class Link implements ServerLink {
 export class RpcServer {
   /** buffers for large reply bulks (OST_READ), given back here once their reply is sent */
   readonly replyBulks = new BulkPool();
+  /** buffers request bulks are assembled in; only OST_WRITE's come back (RECYCLED_REQUEST_BULKS) */
+  readonly requestBulks = new BulkPool({ maxIdleBytes: 32 * 1024 * 1024 });
   private readonly opts: RpcServerOptions;
   private readonly limits: FrameLimits;
   private readonly credits: number;
@@ -171,7 +178,7 @@ export class RpcServer {
       socket.destroy();
       return;
     }
-    const conn = new FrameConnection(socket, this.limits, this.log);
+    const conn = new FrameConnection(socket, this.limits, this.log, undefined, this.requestBulks);
     const link = new Link(conn.peer);
     link.channel = new RpcChannel(conn, {
       credits: this.credits,
@@ -257,6 +264,7 @@ export class RpcServer {
     }
     // A reply the cache did not keep is referenced by nothing once sent: pooled bulk goes back.
     this.sendOutcome(link, h, outcome, started, exp.target, !kept);
+    if (bulk && RECYCLED_REQUEST_BULKS.has(h.opc)) this.requestBulks.give(bulk);
   }
 
   /** The export a request's handle names, if it is bound to this connection and generation. */

@@ -3,7 +3,13 @@
  * per object: sequential writes grow one extent in place, so a run of 128 KiB writes
  * becomes one RPC-sized buffer without a copy per write. Extents being flushed stay
  * visible to reads ("in flight") until their RPC completes, under the newer dirty bytes.
+ *
+ * Extent buffers come from a pool and go back to it when their bytes are on the OST (or
+ * dropped): a stream of 4 MiB extents allocated afresh kept V8's collector busy (their
+ * backing stores are external memory that survives the young generation). An extent's
+ * buffer is referenced only from here and, while its RPC runs, by that RPC.
  */
+import { BulkPool, type BulkSource } from '../../lnet/bulk-pool.js';
 
 export interface ObjectRef {
   ost: number;
@@ -39,7 +45,10 @@ export class DirtyStore {
   private readonly perOst = new Map<number, number>();
 
   /** `maxExtentBytes`: an extent grows no larger (one RPC's worth); a new one starts after it */
-  constructor(private readonly maxExtentBytes: number) {}
+  constructor(
+    private readonly maxExtentBytes: number,
+    private readonly bulks: BulkSource = new BulkPool({ minBytes: 256 * 1024, maxBytes: Math.max(256 * 1024, maxExtentBytes), maxIdleBytes: 4 * maxExtentBytes }),
+  ) {}
 
   get bytes(): number {
     return this.totalBytes;
@@ -71,10 +80,10 @@ export class DirtyStore {
     const ex = od.extents;
     const last = ex[ex.length - 1];
     if (last && last.off + last.len === off && last.len + data.length <= this.maxExtentBytes) {
-      appendTo(last, data, this.maxExtentBytes);
+      appendTo(last, data, this.maxExtentBytes, this.bulks);
       od.bytes += data.length;
     } else if (!last || last.off + last.len < off) {
-      ex.push(newExtent(off, data, nowMs, this.maxExtentBytes));
+      ex.push(newExtent(off, data, nowMs, this.maxExtentBytes, this.bulks));
       od.bytes += data.length;
     } else {
       this.merge(od, off, end, data, nowMs);
@@ -97,17 +106,18 @@ export class DirtyStore {
     const stop = Math.max(end, ...touching.map((e) => e.off + e.len));
     if (stop - start > this.maxExtentBytes && touching.every((e) => e.off + e.len <= off || e.off >= end)) {
       // only neighbours, and joining them would exceed an RPC: keep apart
-      ex.splice(i, 0, newExtent(off, data, nowMs, this.maxExtentBytes));
+      ex.splice(i, 0, newExtent(off, data, nowMs, this.maxExtentBytes, this.bulks));
       ex.sort((a, b) => a.off - b.off);
       od.bytes += data.length;
       return;
     }
-    const merged: DirtyExtent = { off: start, len: stop - start, buf: Buffer.allocUnsafe(stop - start), since: nowMs };
+    const merged: DirtyExtent = { off: start, len: stop - start, buf: this.bulks.take(stop - start), since: nowMs };
     let oldBytes = 0;
     for (const e of touching) {
       e.buf.copy(merged.buf, e.off - start, 0, e.len);
       merged.since = Math.min(merged.since, e.since);
       oldBytes += e.len;
+      this.bulks.give(e.buf);
     }
     // gaps between old extents that the new data does not cover cannot exist: every
     // touching extent overlaps or abuts [off, end], so [start, stop) is covered
@@ -183,6 +193,7 @@ export class DirtyStore {
   done(key: string, e: DirtyExtent): void {
     const od = this.objects.get(key);
     if (!od || !od.inflight.delete(e)) return;
+    this.bulks.give(e.buf);
     od.bytes -= e.len;
     this.account(od.ref.ost, -e.len);
     if (od.bytes === 0 && od.extents.length === 0 && od.inflight.size === 0) this.objects.delete(key);
@@ -196,6 +207,7 @@ export class DirtyStore {
     od.extents = od.extents.flatMap((e) => {
       if (e.off >= size) {
         dropped += e.len;
+        this.bulks.give(e.buf);
         return [];
       }
       if (e.off + e.len > size) {
@@ -218,19 +230,20 @@ export class DirtyStore {
   }
 }
 
-function newExtent(off: number, data: Buffer, nowMs: number, max: number): DirtyExtent {
+function newExtent(off: number, data: Buffer, nowMs: number, max: number, bulks: BulkSource): DirtyExtent {
   // Room to grow for sequential writers, without reserving a whole RPC for a small write.
   const cap = Math.max(data.length, Math.min(max, data.length * 4));
-  const buf = Buffer.allocUnsafe(cap);
+  const buf = bulks.take(cap);
   data.copy(buf);
   return { off, len: data.length, buf, since: nowMs };
 }
 
-function appendTo(e: DirtyExtent, data: Buffer, max: number): void {
+function appendTo(e: DirtyExtent, data: Buffer, max: number, bulks: BulkSource): void {
   const need = e.len + data.length;
   if (need > e.buf.length) {
-    const grown = Buffer.allocUnsafe(Math.max(need, Math.min(max, e.buf.length * 2)));
+    const grown = bulks.take(Math.max(need, Math.min(max, e.buf.length * 2)));
     e.buf.copy(grown, 0, 0, e.len);
+    bulks.give(e.buf);
     e.buf = grown;
   }
   data.copy(e.buf, e.len);
