@@ -20,6 +20,11 @@ export function parseNid(text: string, defaultPort = DEFAULT_PORT): Nid {
   if (isIP(addr) === 0 && !/^[A-Za-z0-9.-]+$/.test(addr)) {
     throw err('EINVAL', `invalid NID address '${addr}'`, 'BAD_NID');
   }
+  // The resolver reads "19880" or "10.1" as IPv4 numbers (inet_aton): a port put after
+  // "@tcp:" would otherwise become a failover node at some unrelated address.
+  if (isIP(addr) === 0 && /^[0-9.]+$/.test(addr)) {
+    throw err('EINVAL', `invalid NID address '${addr}': not a dotted IPv4 address (a port goes before the network: ADDR:PORT@tcp)`, 'BAD_NID');
+  }
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw err('EINVAL', `invalid port in NID '${text}'`, 'BAD_NID');
   const net = m[3] === undefined || m[3] === 'tcp0' ? 'tcp' : m[3];
