@@ -23,7 +23,7 @@ import { objectResource } from '../../ldlm/protocol.js';
 import type { ClientDlm, DataRevoke, HeldLocks } from '../dlm.js';
 import type { OstClient } from '../osc.js';
 import { DEFAULT_PAGE_SIZE, PageCache } from './page-cache.js';
-import { FileReadahead, ReadaheadBudget, WholeFileTracker } from './readahead.js';
+import { FileReadahead, ReadaheadBudget, WholeFileTracker, type ReadaheadPlan } from './readahead.js';
 import type { SsdCache } from './ssd-cache.js';
 import { objectKey, type ObjectRef } from './dirty-store.js';
 import { WriteBack } from './writeback.js';
@@ -49,6 +49,8 @@ export const DEFAULT_MAX_READ_AHEAD_PER_FILE_BYTES = 16 << 20;
 export const DEFAULT_MAX_READ_AHEAD_WHOLE_BYTES = 2 << 20;
 export const DEFAULT_MAX_DIRTY_BYTES_PER_OST = 32 << 20;
 export const DEFAULT_DIRTY_EXPIRE_MS = 5_000;
+/** dense-random readahead is for files up to this part of max_cached_mb: they stay cached once read */
+export const DENSE_CACHE_FRACTION = 0.5;
 
 /** The parts of the client the cache uses. */
 export interface CacheHost {
@@ -65,10 +67,27 @@ export interface ReadaheadHandle {
   prefetch(start: number, length: number): Promise<void>;
 }
 
+/** Where fetched bytes of an object go: `out` holds object bytes [start, end). */
+interface PageSink {
+  start: number;
+  end: number;
+  out: Buffer;
+}
+
+interface InflightPage {
+  done: Promise<void>;
+}
+
+function inflightKey(objectId: string, page: number): string {
+  return `${objectId}#${page}`;
+}
+
 interface ObjectRead {
   data: Buffer;
   /** where the object ends, if inside the range read */
   end: number | undefined;
+  /** some of it was not in memory */
+  missed: boolean;
 }
 
 function counters(): LevelCounters {
@@ -84,6 +103,10 @@ export class ClientCache {
   private readonly disk = counters();
   private readonly ra = { hits: 0, misses: 0, readaheadBytes: 0, wholeFileReads: 0, stridedWindows: 0 };
   private readonly readaheads = new WeakMap<ReadaheadHandle, FileReadahead>();
+  /** pages being fetched (object key#page): a read that needs one waits instead of fetching it again */
+  private readonly inflight = new Map<string, InflightPage>();
+  /** per open file: its first reads, for the whole-file decision */
+  private readonly opens = new WeakMap<ReadaheadHandle, { reads: number; wholePlanned: boolean }>();
   private readonly whole: WholeFileTracker;
   private readonly budget: ReadaheadBudget;
   /** locks this client wrote under: their grant-time version no longer describes the object */
@@ -175,6 +198,7 @@ export class ClientCache {
         rpcBytes: 4 << 20,
         maxPerFileBytes: this.tunables.maxReadAheadPerFileBytes,
         maxWholeBytes: this.tunables.maxReadAheadWholeBytes,
+        denseMaxFileBytes: Math.floor(this.pages.maxBytes * DENSE_CACHE_FRACTION),
       }));
       this.readaheads.set(handle, r);
     }
@@ -193,13 +217,14 @@ export class ClientCache {
     held: HeldLocks,
     handle?: ReadaheadHandle,
   ): Promise<Buffer> {
-    const out = await this.readRange(layout, offset, length, held);
-    if (handle) this.planReadahead(fid, offset, length, out.length, handle);
-    return out;
+    const { data, missed } = await this.readRange(layout, offset, length, held);
+    if (handle) this.planReadahead(fid, layout, offset, length, data.length, held, handle, missed);
+    return data;
   }
 
-  private async readRange(layout: Raid0Layout, offset: number, length: number, held: HeldLocks): Promise<Buffer> {
-    if (length === 0 || layout.objects.length === 0) return Buffer.alloc(0);
+  /** The file's bytes, and whether any came from below memory. */
+  private async readRange(layout: Raid0Layout, offset: number, length: number, held: HeldLocks): Promise<{ data: Buffer; missed: boolean }> {
+    if (length === 0 || layout.objects.length === 0) return { data: Buffer.alloc(0), missed: false };
     const extents = mapExtent(offset, length, layout.stripeSize, layout.objects.length);
     const got = await Promise.all(
       extents.map((ext) => {
@@ -207,16 +232,24 @@ export class ClientCache {
         return this.readObject({ ost: o.ostIdx, seq: o.seq, oid: o.oid }, lockOn(held, o.seq, o.oid), ext.objStart, ext.objEnd);
       }),
     );
-    const out = Buffer.allocUnsafe(length);
+    let out: Buffer;
     let short = false;
-    extents.forEach((ext, i) => {
-      const r = got[i]!;
-      if (r.end !== undefined) short = true;
-      for (const p of ext.pieces) r.data.copy(out, p.fileOffset - offset, p.objectOffset - ext.objStart, p.objectOffset - ext.objStart + p.length);
-    });
-    if (!short) return out;
+    if (extents.length === 1 && extents[0]!.pieces.length === 1) {
+      // within one stripe: the object's bytes are the file's, in order
+      out = got[0]!.data;
+      short = got[0]!.end !== undefined;
+    } else {
+      out = Buffer.allocUnsafe(length);
+      extents.forEach((ext, i) => {
+        const r = got[i]!;
+        if (r.end !== undefined) short = true;
+        for (const p of ext.pieces) r.data.copy(out, p.fileOffset - offset, p.objectOffset - ext.objStart, p.objectOffset - ext.objStart + p.length);
+      });
+    }
+    const missed = got.some((r) => r.missed);
+    if (!short) return { data: out, missed };
     const size = await this.fileSize(layout, held);
-    return out.subarray(0, Math.max(0, Math.min(length, size - offset)));
+    return { data: out.subarray(0, Math.max(0, Math.min(length, size - offset))), missed };
   }
 
   /**
@@ -256,15 +289,16 @@ export class ClientCache {
     const P = this.pages.pageSize;
     const key = objectKey(ref);
     const began = this.epoch;
-    const out = Buffer.alloc(end - start);
+    // every byte is written below: from a page, a fetch, or the zeros past the object's end
+    const out = Buffer.allocUnsafe(end - start);
     let objEnd: number | undefined;
-    const missing: number[] = [];
+    let missing: number[] | undefined;
     const first = Math.floor(start / P);
     const last = Math.floor((end - 1) / P);
     for (let p = first; p <= last; p++) {
       const page = this.pages.get(ref.ost, ref.seq, ref.oid, p);
       if (!page) {
-        missing.push(p);
+        (missing ??= []).push(p);
         continue;
       }
       this.copyPage(page.data, p * P, start, end, out, this.mem);
@@ -273,52 +307,216 @@ export class ClientCache {
         break;
       }
     }
-    const stillMissing = objEnd === undefined ? missing : missing.filter((p) => p * P < objEnd!);
-    if (stillMissing.length === 0) this.mem.hitRequests++;
+    const stillMissing = missing === undefined ? [] : objEnd === undefined ? missing : missing.filter((p) => p * P < objEnd!);
+    const missed = stillMissing.length > 0;
+    if (!missed) this.mem.hitRequests++;
     else {
-      this.mem.missRequests++;
-      this.mem.missBytes += stillMissing.length * P;
-    }
-    const version = this.diskVersion(lock, ref);
-    const fromOst: number[] = [];
-    for (const p of stillMissing) {
-      const block = version !== undefined && this.ssd?.enabled ? await this.ssd.get(blockKey(key, version, p)) : undefined;
-      if (!block) {
-        fromOst.push(p);
-        continue;
-      }
-      this.copyPage(block, p * P, start, end, out, this.disk);
-      this.keepPage(ref, key, lock, p, block, block.length < P, began, undefined);
-      if (block.length < P) objEnd = Math.min(objEnd ?? Infinity, p * P + block.length);
-    }
-    if (stillMissing.length > 0 && this.ssd?.enabled) {
-      const diskMisses = fromOst.length;
-      if (diskMisses > 0) {
-        this.disk.missRequests++;
-        this.disk.missBytes += diskMisses * P;
-      } else this.disk.hitRequests++;
-    }
-    for (const run of runs(fromOst)) {
-      const runStart = run[0]! * P;
-      const runLen = run.length * P;
-      const buf = Buffer.alloc(runLen);
-      const got = await this.host.osc(ref.ost).read(ref.seq, ref.oid, runStart, runLen, (objOff, data) => data.copy(buf, objOff - runStart));
-      if (got < runLen) objEnd = Math.min(objEnd ?? Infinity, runStart + got);
-      const s = Math.max(start, runStart);
-      const e = Math.min(end, runStart + got);
-      if (e > s) buf.copy(out, s - start, s - runStart, e - runStart);
-      for (const p of run) {
-        const ps = p * P - runStart;
-        // the page where the object ends is kept even when empty: it says where the end is
-        if (ps > got || (ps === got && got === runLen)) break;
-        const data = Buffer.from(buf.subarray(ps, Math.min(got, ps + P)));
-        this.keepPage(ref, key, lock, p, data, data.length < P, began, version);
-      }
+      const fetchedEnd = await this.loadPages(ref, key, lock, began, stillMissing, { start, end, out });
+      if (fetchedEnd !== undefined) objEnd = Math.min(objEnd ?? Infinity, fetchedEnd);
     }
     if (objEnd !== undefined && objEnd < end) out.fill(0, Math.max(0, objEnd - start));
     const dirtyTop = this.writeback.dirty.overlay(key, start, out);
     if (objEnd !== undefined && dirtyTop > objEnd) objEnd = dirtyTop >= end ? undefined : dirtyTop;
-    return { data: out, end: objEnd !== undefined && objEnd < end ? objEnd : undefined };
+    return { data: out, end: objEnd !== undefined && objEnd < end ? objEnd : undefined, missed };
+  }
+
+  /**
+   * Readahead of object bytes [start, end): only the pages memory lacks and nobody is
+   * fetching are loaded (from disk blocks or the OST), and nothing is copied out. Pages
+   * already cached are not touched: readahead over them neither costs a copy nor counts
+   * as a hit.
+   */
+  private async prefetchObject(ref: ObjectRef, lock: ClientLock | undefined, start: number, end: number): Promise<void> {
+    if (end <= start) return;
+    const P = this.pages.pageSize;
+    const began = this.epoch;
+    const missing: number[] = [];
+    const first = Math.floor(start / P);
+    const last = Math.floor((end - 1) / P);
+    const key = objectKey(ref);
+    for (let p = first; p <= last; p++) {
+      const page = this.pages.peek(ref.ost, ref.seq, ref.oid, p);
+      if (!page) {
+        if (!this.inflight.has(inflightKey(key, p))) missing.push(p);
+      } else if (page.eof) break;
+    }
+    if (missing.length > 0) await this.loadPages(ref, key, lock, began, missing, undefined);
+  }
+
+  /**
+   * Brings `pages` (sorted, none in memory) in from disk blocks or the OST, keeping them
+   * where the lock allows, and copies what falls in `sink`'s range into it. Pages another
+   * read or readahead is already fetching are waited for, not fetched twice. Resolves with
+   * where the object ends when a page found its end.
+   */
+  private async loadPages(
+    ref: ObjectRef,
+    key: string,
+    lock: ClientLock | undefined,
+    began: number,
+    pages: number[],
+    sink: PageSink | undefined,
+  ): Promise<number | undefined> {
+    this.mem.missRequests++;
+    this.mem.missBytes += pages.length * this.pages.pageSize;
+    const mine: number[] = [];
+    const theirs: number[] = [];
+    const waits = new Set<Promise<void>>();
+    for (const p of pages) {
+      const f = this.inflight.get(inflightKey(key, p));
+      if (f) {
+        theirs.push(p);
+        waits.add(f.done);
+      } else mine.push(p);
+    }
+    if (theirs.length === 0) return this.fetchPages(ref, key, lock, began, mine, sink);
+    const [endMine, endTheirs] = await Promise.all([
+      this.fetchPages(ref, key, lock, began, mine, sink),
+      this.afterTheirs(ref, key, lock, began, theirs, waits, sink),
+    ]);
+    return endMine === undefined ? endTheirs : endTheirs === undefined ? endMine : Math.min(endMine, endTheirs);
+  }
+
+  /** Pages others were fetching: from memory once they are done, or fetched here if they were not kept. */
+  private async afterTheirs(
+    ref: ObjectRef,
+    key: string,
+    lock: ClientLock | undefined,
+    began: number,
+    pages: number[],
+    waits: Set<Promise<void>>,
+    sink: PageSink | undefined,
+  ): Promise<number | undefined> {
+    await Promise.all(waits);
+    const P = this.pages.pageSize;
+    let objEnd: number | undefined;
+    const left: number[] = [];
+    for (const p of pages) {
+      const page = this.pages.peek(ref.ost, ref.seq, ref.oid, p);
+      if (!page) {
+        left.push(p);
+        continue;
+      }
+      if (sink) this.copyPage(page.data, p * P, sink.start, sink.end, sink.out, this.mem);
+      if (page.eof) objEnd = Math.min(objEnd ?? Infinity, p * P + page.data.length);
+    }
+    if (left.length === 0) return objEnd;
+    const fetchedEnd = await this.fetchPages(ref, key, lock, began, left, sink);
+    return fetchedEnd === undefined ? objEnd : Math.min(objEnd ?? Infinity, fetchedEnd);
+  }
+
+  /** Fetches `pages` from disk blocks or the OST (all runs at once), marked in flight meanwhile. */
+  private async fetchPages(
+    ref: ObjectRef,
+    key: string,
+    lock: ClientLock | undefined,
+    began: number,
+    pages: number[],
+    sink: PageSink | undefined,
+  ): Promise<number | undefined> {
+    if (pages.length === 0) return undefined;
+    const P = this.pages.pageSize;
+    const claims = pages.map((p) => this.claimPage(key, p));
+    const settle = (from: number, to: number) => {
+      for (let i = from; i < to; i++) claims[i]!.settle();
+    };
+    try {
+      let objEnd: number | undefined;
+      const version = this.diskVersion(lock, ref);
+      const diskOn = version !== undefined && this.ssd?.enabled === true;
+      const fromOst: number[] = diskOn ? [] : pages;
+      if (diskOn) {
+        for (const p of pages) {
+          const block = await this.ssd!.get(blockKey(key, version, p));
+          if (!block) {
+            fromOst.push(p);
+            continue;
+          }
+          if (sink) this.copyPage(block, p * P, sink.start, sink.end, sink.out, this.disk);
+          else this.disk.hitBytes += block.length;
+          this.keepPage(ref, key, lock, p, block, block.length < P, began, undefined);
+          if (block.length < P) objEnd = Math.min(objEnd ?? Infinity, p * P + block.length);
+        }
+      }
+      if (this.ssd?.enabled) {
+        const diskMisses = fromOst.length;
+        if (diskMisses > 0) {
+          this.disk.missRequests++;
+          this.disk.missBytes += diskMisses * P;
+        } else this.disk.hitRequests++;
+      }
+      const ends = await Promise.all(
+        runs(fromOst).map(async (run) => {
+          const end = await this.fetchRun(ref, key, lock, began, run, version, sink);
+          // waiters may go on as soon as their run is in memory
+          if (!diskOn) settle(pages.indexOf(run[0]!), pages.indexOf(run[run.length - 1]!) + 1);
+          return end;
+        }),
+      );
+      for (const e of ends) if (e !== undefined) objEnd = Math.min(objEnd ?? Infinity, e);
+      return objEnd;
+    } finally {
+      settle(0, claims.length);
+    }
+  }
+
+  /**
+   * One run of consecutive pages from the OST, scattered as it arrives into one buffer per
+   * page (what the cache keeps: an evicted page never keeps others alive); resolves with
+   * where the object ends if inside the run.
+   */
+  private async fetchRun(
+    ref: ObjectRef,
+    key: string,
+    lock: ClientLock | undefined,
+    began: number,
+    run: number[],
+    version: string | undefined,
+    sink: PageSink | undefined,
+  ): Promise<number | undefined> {
+    const P = this.pages.pageSize;
+    const runStart = run[0]! * P;
+    const runLen = run.length * P;
+    const bufs = run.map(() => Buffer.allocUnsafe(P));
+    const got = await this.host.osc(ref.ost).read(ref.seq, ref.oid, runStart, runLen, (objOff, data) => {
+      for (let i = 0, at = objOff - runStart; i < data.length; ) {
+        const within = at % P;
+        const n = Math.min(P - within, data.length - i);
+        data.copy(bufs[Math.floor(at / P)]!, within, i, i + n);
+        i += n;
+        at += n;
+      }
+    });
+    run.forEach((p, i) => {
+      const ps = i * P;
+      // the page where the object ends is kept even when empty: it says where the end is
+      if (ps > got || (ps === got && got === runLen)) return;
+      const data = got >= ps + P ? bufs[i]! : bufs[i]!.subarray(0, got - ps);
+      if (sink) {
+        const s = Math.max(sink.start, runStart + ps);
+        const e = Math.min(sink.end, runStart + ps + data.length);
+        if (e > s) data.copy(sink.out, s - sink.start, s - runStart - ps, e - runStart - ps);
+      }
+      this.keepPage(ref, key, lock, p, data, data.length < P, began, version);
+    });
+    return got < runLen ? runStart + got : undefined;
+  }
+
+  /** Marks a page as being fetched; `settle` (idempotent) lets those waiting for it go on. */
+  private claimPage(key: string, page: number): { settle(): void } {
+    const k = inflightKey(key, page);
+    let resolve!: () => void;
+    const entry: InflightPage = { done: new Promise<void>((r) => (resolve = r)) };
+    this.inflight.set(k, entry);
+    let settled = false;
+    return {
+      settle: () => {
+        if (settled) return;
+        settled = true;
+        if (this.inflight.get(k) === entry) this.inflight.delete(k);
+        resolve();
+      },
+    };
   }
 
   private copyPage(data: Buffer, pageStart: number, start: number, end: number, out: Buffer, level: LevelCounters): void {
@@ -354,23 +552,14 @@ export class ClientCache {
     return this.writtenVersions.get(objectKey(ref));
   }
 
-  private planReadahead(fid: Fid, offset: number, length: number, got: number, handle: ReadaheadHandle): void {
+  private planReadahead(fid: Fid, layout: Raid0Layout, offset: number, length: number, got: number, held: HeldLocks, handle: ReadaheadHandle, missed: boolean): void {
     const fr = this.readaheadOf(handle);
     const before = { hits: fr.stats.hits, misses: fr.stats.misses };
-    // a short read ends the file there; otherwise its size is at least what was read
-    const size = got < length ? offset + got : Math.max(handle.sizeHint, offset + got);
-    const plans = fr.onRead(offset, length, got < length ? size : Number.MAX_SAFE_INTEGER);
+    const miss = missed ? { fileSize: got < length ? offset + got : this.lockedFileSize(layout, held) } : undefined;
+    const plans = fr.onRead(offset, length, got < length ? offset + got : Number.MAX_SAFE_INTEGER, miss);
     this.ra.hits += fr.stats.hits - before.hits;
     this.ra.misses += fr.stats.misses - before.misses;
-    if (got === length && size <= this.tunables.maxReadAheadWholeBytes && this.whole.onRead(fidKey(fid), size)) {
-      // a small file read a second time: the rest of it at once (a read that took it all needs nothing)
-      const rest = [
-        { start: 0, length: offset },
-        { start: offset + got, length: size - offset - got },
-      ].filter((r) => r.length > 0);
-      if (rest.length > 0) this.ra.wholeFileReads++;
-      for (const r of rest) plans.push({ ...r, kind: 'whole' });
-    }
+    this.planWhole(fid, layout, offset, got, length, held, handle, plans);
     for (const p of plans) {
       const take = this.budget.takeUpTo(p.length);
       if (take <= 0) break;
@@ -380,9 +569,66 @@ export class ClientCache {
     }
   }
 
+  /**
+   * Small files (max_read_ahead_whole_mb) are read whole on their second read: the second
+   * read of this open, or the first read of an open after an earlier access (WholeFileTracker,
+   * which counts one access per open). Only an open's first two reads are looked at, so the
+   * size is worked out twice per open at most, and the rest of the file is planned once.
+   */
+  private planWhole(fid: Fid, layout: Raid0Layout, offset: number, got: number, length: number, held: HeldLocks, handle: ReadaheadHandle, plans: ReadaheadPlan[]): void {
+    const st = this.opens.get(handle) ?? { reads: 0, wholePlanned: false };
+    if (st.reads >= 2 || st.wholePlanned) return;
+    st.reads++;
+    this.opens.set(handle, st);
+    // a short read is FileReadahead's to plan: it knows the size then
+    if (got < length) return;
+    const size = this.wholeFileSize(layout, held, handle.sizeHint, offset + got);
+    if (size === undefined) return;
+    const second = st.reads === 1 ? this.whole.onRead(fidKey(fid), size) : size <= this.tunables.maxReadAheadWholeBytes;
+    if (!second || this.tunables.maxReadAheadPerFileBytes <= 0) return;
+    st.wholePlanned = true;
+    // the rest of it at once (a read that took it all needs nothing)
+    const rest = [
+      { start: 0, length: offset },
+      { start: offset + got, length: size - offset - got },
+    ].filter((r) => r.length > 0);
+    if (rest.length > 0) this.ra.wholeFileReads++;
+    for (const r of rest) plans.push({ ...r, kind: 'whole' });
+  }
+
+  /**
+   * The file's size for the whole-file decision, without asking the OSTs: from the locks
+   * when they cover every object whole, else the size at open when the read did not pass it
+   * (a read past it means the hint is stale, and a small-file guess could be far off).
+   */
+  private wholeFileSize(layout: Raid0Layout, held: HeldLocks, sizeHint: number, readEnd: number): number | undefined {
+    return this.lockedFileSize(layout, held) ?? (sizeHint >= readEnd ? sizeHint : undefined);
+  }
+
+  /** The file's size from the locks held over every object whole (and this client's dirty bytes), if they say. */
+  private lockedFileSize(layout: Raid0Layout, held: HeldLocks): number | undefined {
+    const n = layout.objects.length;
+    let size = 0;
+    for (let i = 0; i < n; i++) {
+      const o = layout.objects[i]!;
+      const s = this.lockedObjectSize(o.ostIdx, o.seq, o.oid, held);
+      if (s === undefined) return undefined;
+      const obj = Math.max(s, this.writeback.dirty.endOf(objectKey({ ost: o.ostIdx, seq: o.seq, oid: o.oid })));
+      size = Math.max(size, fileSizeFromObject(obj, i, layout.stripeSize, n));
+    }
+    return size;
+  }
+
   /** Reads a range into the cache levels only (readahead, warmup). */
   async prefetch(layout: Raid0Layout, offset: number, length: number, held: HeldLocks): Promise<void> {
-    await this.readRange(layout, offset, length, held);
+    if (length <= 0 || layout.objects.length === 0) return;
+    const extents = mapExtent(offset, length, layout.stripeSize, layout.objects.length);
+    await Promise.all(
+      extents.map((ext) => {
+        const o = layout.objects[ext.stripe]!;
+        return this.prefetchObject({ ost: o.ostIdx, seq: o.seq, oid: o.oid }, lockOn(held, o.seq, o.oid), ext.objStart, ext.objEnd);
+      }),
+    );
   }
 
   /**

@@ -6,6 +6,10 @@
  * - strided: the same length read at a constant stride three times in a row plans the next
  *   strides (about one RPC of data);
  * - whole file: files up to max_read_ahead_whole_mb are read whole on their second read;
+ * - dense random: random reads of a file small enough to stay cached (denseMaxFileBytes)
+ *   that miss the cache twice inside one RPC-sized chunk of the file plan the rest of that
+ *   chunk, once: a reader that goes all over such a file takes it in a few large reads
+ *   instead of one round trip per page, and a reader that touches a chunk once costs nothing;
  * - anything else is random: nothing is planned and the window starts over.
  * Plans only say what to fetch; the caller fetches, within the global ReadaheadBudget.
  */
@@ -19,12 +23,20 @@ export interface ReadaheadLimits {
   maxPerFileBytes: number;
   /** max_read_ahead_whole_mb in bytes */
   maxWholeBytes: number;
+  /** files up to this size get dense-random readahead (0 or absent: never) */
+  denseMaxFileBytes?: number;
+}
+
+/** What the cache knows about a read that missed it. */
+export interface ReadMiss {
+  /** the file's size, when known without asking the OSTs */
+  fileSize: number | undefined;
 }
 
 export interface ReadaheadPlan {
   start: number;
   length: number;
-  kind: 'sequential' | 'strided' | 'whole';
+  kind: 'sequential' | 'strided' | 'whole' | 'dense';
 }
 
 export interface ReadaheadStats {
@@ -33,6 +45,7 @@ export interface ReadaheadStats {
   sequentialWindows: number;
   stridedWindows: number;
   wholeFile: number;
+  denseChunks: number;
   bytes: number;
 }
 
@@ -43,11 +56,17 @@ const DEFAULT_SLACK_BYTES = 4096;
 const PLANNED_MEMORY = 512;
 /** strides planned ahead at most, however small the reads (each is a separate fetch) */
 const MAX_STRIDES_AHEAD = 256;
+/** misses inside one chunk that make random reads dense there */
+const DENSE_MISSES = 2;
+/** a dense chunk is fetched in pieces this large: a read waiting for one waits for less */
+export const DENSE_PIECE_BYTES = MiB;
+/** chunks whose misses are remembered, per open file */
+const DENSE_CHUNKS_REMEMBERED = 4096;
 
 export class FileReadahead {
   readonly #limits: () => ReadaheadLimits;
   readonly #slack: number;
-  readonly stats: ReadaheadStats = { hits: 0, misses: 0, sequentialWindows: 0, stridedWindows: 0, wholeFile: 0, bytes: 0 };
+  readonly stats: ReadaheadStats = { hits: 0, misses: 0, sequentialWindows: 0, stridedWindows: 0, wholeFile: 0, denseChunks: 0, bytes: 0 };
 
   #reads = 0;
   #lastOffset = -1;
@@ -69,6 +88,8 @@ export class FileReadahead {
   #wholeDone = false;
   /** recently planned ranges [start, end), for hit/miss accounting */
   #planned: Array<[number, number]> = [];
+  /** dense random: misses per chunk (chunk index -> count; planned chunks stay at DENSE_MISSES) */
+  #chunkMisses = new Map<number, number>();
 
   /** @param opts.slackBytes how far from the previous end a read may start and still be sequential (a page) */
   constructor(limits: () => ReadaheadLimits, opts: { slackBytes?: number } = {}) {
@@ -76,7 +97,11 @@ export class FileReadahead {
     this.#slack = opts.slackBytes ?? DEFAULT_SLACK_BYTES;
   }
 
-  onRead(offset: number, length: number, fileSize: number): ReadaheadPlan[] {
+  /**
+   * One read of [offset, offset+length); `fileSize` bounds what is planned (a large number
+   * when unknown). `miss` says the read missed the cache (dense random readahead).
+   */
+  onRead(offset: number, length: number, fileSize: number, miss?: ReadMiss): ReadaheadPlan[] {
     if (length <= 0 || offset < 0) return [];
     const end = offset + length;
     if (this.#covered(offset, end)) this.stats.hits++;
@@ -103,6 +128,7 @@ export class FileReadahead {
       this.#planStrided(offset, length, fileSize, limits, plans);
     } else {
       this.#resetWindow();
+      if (miss) this.#planDense(offset, end, miss, limits, plans);
     }
 
     this.#lastOffset = offset;
@@ -127,6 +153,7 @@ export class FileReadahead {
     this.#strideRun = 0;
     this.#strideNext = 0;
     this.#wholeDone = false;
+    this.#chunkMisses.clear();
   }
 
   #resetWindow(): void {
@@ -154,6 +181,31 @@ export class FileReadahead {
     this.stats.sequentialWindows++;
     this.#windowStart = start;
     this.#raEnd = stop;
+  }
+
+  #planDense(offset: number, end: number, miss: ReadMiss, limits: ReadaheadLimits, plans: ReadaheadPlan[]): void {
+    const size = miss.fileSize;
+    const max = limits.denseMaxFileBytes ?? 0;
+    if (limits.maxPerFileBytes <= 0 || size === undefined || size <= 0 || size > max || offset >= size) return;
+    const chunkBytes = Math.max(limits.rpcBytes, DENSE_PIECE_BYTES);
+    const chunk = Math.floor(offset / chunkBytes);
+    // a read across two chunks counts for the first
+    const n = this.#chunkMisses.get(chunk) ?? 0;
+    if (n >= DENSE_MISSES) return;
+    if (this.#chunkMisses.size >= DENSE_CHUNKS_REMEMBERED && n === 0) this.#chunkMisses.clear();
+    this.#chunkMisses.set(chunk, n + 1);
+    if (n + 1 < DENSE_MISSES) return;
+    const chunkStart = chunk * chunkBytes;
+    const chunkEnd = Math.min(chunkStart + chunkBytes, size);
+    // the rest of the chunk, in pieces, around what this read takes
+    let any = false;
+    for (const [s, e] of [[chunkStart, Math.min(offset, chunkEnd)], [Math.max(end, chunkStart), chunkEnd]] as const) {
+      for (let at = s; at < e; at += DENSE_PIECE_BYTES) {
+        plans.push({ start: at, length: Math.min(DENSE_PIECE_BYTES, e - at), kind: 'dense' });
+        any = true;
+      }
+    }
+    if (any) this.stats.denseChunks++;
   }
 
   #trackStride(offset: number, length: number, sequential: boolean): void {
