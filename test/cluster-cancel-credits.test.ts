@@ -26,10 +26,17 @@ test('32 parallel unlinks of files whose locks this client caches all complete',
   const dir = await client.mkdir(client.root, 'd', { mode: 0o755, cred: root });
   const n = 64;
   const fids = [];
-  for (let i = 0; i < n; i++) {
-    const f = await client.create(dir.fid, `f${i}`, { mode: 0o644, cred: root });
-    await client.close(f);
-    fids.push(f.fid);
+  // made by another client: a create tells its client the new name, and it would cancel
+  // the lock early in its unlink
+  const maker = await cluster.mount();
+  try {
+    for (let i = 0; i < n; i++) {
+      const f = await maker.create(dir.fid, `f${i}`, { mode: 0o644, cred: root });
+      await maker.close(f);
+      fids.push(f.fid);
+    }
+  } finally {
+    await maker.unmount();
   }
   // Each getattr caches a PR lock on the file (by FID, so the client does not know the
   // file's name and cannot cancel the lock early): every unlink below must call one back.

@@ -104,6 +104,25 @@ describe('inode and xattr cache under MDT attribute locks', () => {
     assert.deepEqual([...(await a.getxattr(f.fid, 'security.capability'))], [1, 2, 3], 'callers get copies');
   });
 
+  test('a new file\'s creator holds PW on its objects: its entry is covered and the first write asks for no lock', async () => {
+    const enqueues = () => a.ostClients().reduce((n, o) => n + a.dlm.osc(o.index).stats.enqueues, 0);
+    const before = enqueues();
+    const { file, attr } = await a.createEntry(a.root, 'fresh', { mode: 0o644, cred: root });
+    assert.equal(attr.covered, true, 'size, times and attributes all under locks');
+    assert.equal(attr.size, 0);
+    const n = file.inode.layout!.objects.length;
+    assert.equal(enqueues() - before, n, 'one enqueue per object, at the create');
+    await a.write(file, 0, Buffer.alloc(8192, 7));
+    assert.equal(enqueues() - before, n, 'the write found its lock');
+    await a.fsync(file);
+    await a.close(file);
+    // another client reads it: the creator's lock is called back, the data is there
+    const g = await b.open(file.fid, 0);
+    assert.deepEqual(await b.read(g, 0, 8192), Buffer.alloc(8192, 7));
+    assert.equal((await b.getattr(file.fid)).size, 8192);
+    await b.close(g);
+  });
+
   test('create and unlink bring the directory\'s new attributes back: no getattr or lookup after them', async () => {
     const dir = await a.mkdir(a.root, 'busy', { mode: 0o755, cred: root });
     const before = await mdStat('getattr');

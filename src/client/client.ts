@@ -421,19 +421,34 @@ export class StriaClient {
     return (await this.createEntry(parent, name, spec)).file;
   }
 
-  /** create(), with the new file's attributes as stat would see them (for a FUSE entry). */
+  /**
+   * create(), with the new file's attributes as stat would see them (for a FUSE entry).
+   * The creator is the file's writer: it takes PW [0, EOF] on the new, empty objects now,
+   * one enqueue per object as the first write would have taken. Their LVBs give the size,
+   * so the entry's attributes are covered (the kernel asks for none before the open's
+   * permission check) and the first write finds its lock held.
+   */
   async createEntry(parent: Fid, name: string, spec: { mode: number; cred: Cred; layout?: LayoutTemplate }): Promise<{ file: OpenFile; attr: FileAttr }> {
     const r = await this.createWithIntent(parent, name, { type: 'reg', mode: spec.mode, uid: spec.cred.uid, gid: spec.cred.gid, layout: spec.layout, open: true });
-    await this.ensureOsts(r.md.inode.layout);
-    const file: OpenFile = { fid: r.md.inode.fid, handle: r.handle!, inode: r.md.inode };
-    return { file, attr: await this.newNodeAttrs(r.md) };
+    const inode = r.md.inode;
+    await this.ensureOsts(inode.layout);
+    if (inode.layout?.pattern === 'raid0' && inode.layout.objects.length > 0) {
+      try {
+        (await this.dlm.lockRange(inode.fid, inode.layout, LockMode.PW, 0, 0, true)).release();
+      } catch (e) {
+        // the file exists: stat glimpses its objects later instead
+        this.log.debug({ fid: fidKey(inode.fid), err: toStriaError(e).message }, 'create: no write lock on the new objects');
+      }
+    }
+    const file: OpenFile = { fid: inode.fid, handle: r.handle!, inode };
+    return { file, attr: await this.attrsUnderLocks(r.md) };
   }
 
   /**
    * MDS create with the intent locks of Lustre's IT_CREATE: the new inode's name and
    * attribute locks and the parent's attribute lock come with the reply, so neither the
    * lookup that follows a create nor the kernel's getattr of the directory needs an RPC.
-   * The MdRead holds the child's locks: release them (newNodeAttrs does).
+   * The MdRead holds the child's locks: release them (attrsUnderLocks does).
    */
   private async createWithIntent(parent: Fid, name: string, spec: Omit<CreateSpec, 'fid'>): Promise<{ md: MdRead; handle?: number }> {
     const ns = this.dlm.mdc!;
@@ -463,20 +478,6 @@ export class StriaClient {
     return { md: { inode: r.inode, nameLock, attrLock }, handle: r.handle };
   }
 
-  /**
-   * A node this client just created, as stat sees it. A new file's objects are new and
-   * empty: no glimpse, but no object lock covers them either, so the kernel does not keep
-   * these attributes (covered: false) and asks again at the next stat.
-   */
-  private async newNodeAttrs(md: MdRead): Promise<FileAttr> {
-    const i = md.inode;
-    if (i.type !== 'reg' || !i.layout || i.layout.pattern !== 'raid0' || i.layout.objects.length === 0) return this.attrsUnderLocks(md);
-    const ns = this.dlm.mdc!;
-    const attr: FileAttr = { ...i, size: 0, blocks: 0, covered: false };
-    if (md.nameLock) attr.nameCovered = ns.isValid(md.nameLock);
-    for (const l of [md.attrLock, md.nameLock]) if (l) ns.release(l);
-    return attr;
-  }
 
   async mkdir(parent: Fid, name: string, spec: { mode: number; cred: Cred; layout?: LayoutTemplate }): Promise<FileAttr> {
     return this.makeNode(parent, name, 'dir', spec.mode, spec.cred, { layout: spec.layout });
@@ -498,7 +499,7 @@ export class StriaClient {
 
   private async makeNode(parent: Fid, name: string, type: FileType, mode: number, cred: Cred, extra: { rdev?: number; target?: string; layout?: LayoutTemplate }): Promise<FileAttr> {
     const r = await this.createWithIntent(parent, name, { type, mode, uid: cred.uid, gid: cred.gid, ...extra });
-    return this.newNodeAttrs(r.md);
+    return this.attrsUnderLocks(r.md);
   }
 
   async readlink(fid: Fid): Promise<string> {
