@@ -16,7 +16,7 @@ import type { ObjAttr, StatFs } from '../common/statfs.js';
 import { Opc } from '../ptlrpc/opcodes.js';
 import type { Import } from '../ptlrpc/import.js';
 import { GRANT_PAGE_BYTES } from '../oss/grant.js';
-import { MAX_IO_BYTES } from '../oss/limits.js';
+import { MAX_IO_BYTES, MAX_WRITE_SEGMENTS } from '../oss/limits.js';
 
 export type { ObjAttr, StatFs as OstStatfs } from '../common/statfs.js';
 
@@ -196,6 +196,31 @@ export class OstClient {
     flush();
     await Promise.all(rpcs);
     return ver === undefined ? {} : { ver };
+  }
+
+  /**
+   * One OST_WRITE of several ranges of an object (Lustre's niobufs): `segments` in increasing
+   * offset order and apart, together at most maxRpcBytes and MAX_WRITE_SEGMENTS ranges.
+   * Scattered dirty bytes (random writes) then leave in RPC-sized writes, not one per range.
+   */
+  async writeSegments(seq: number, oid: number, segments: ReadonlyArray<{ offset: number; data: Buffer }>, opts: OscWriteOptions = {}): Promise<OscWriteResult> {
+    if (segments.length === 1) return this.write(seq, oid, segments[0]!.offset, [segments[0]!.data], false, opts);
+    const gen = this.grantGen;
+    const len = segments.reduce((n, s) => n + s.data.length, 0);
+    if (segments.length > MAX_WRITE_SEGMENTS || len > this.opts.maxRpcBytes) {
+      throw err('EINVAL', `a write of ${segments.length} ranges and ${len} bytes does not fit one RPC`, 'BAD_REQUEST');
+    }
+    const used = opts.grantUsed !== undefined && (opts.grantGeneration === undefined || opts.grantGeneration === gen) ? Math.max(0, Math.floor(opts.grantUsed)) : 0;
+    const body = {
+      seq, oid, offset: segments[0]!.offset, segs: segments.map((s) => [s.offset, s.data.length]),
+      grantUsed: Math.min(used, MAX_IO_BYTES), grantWant: this.grantTarget,
+    };
+    const r = await this.imp.request(Opc.OST_WRITE, body, { bulk: segments.map((s) => s.data), checksum: this.opts.checksums });
+    this.stats.writeRpcs++;
+    this.stats.writeBytes += len;
+    const b = r.body as { grant?: unknown; ver?: unknown } | undefined;
+    if (typeof b?.grant === 'number' && Number.isSafeInteger(b.grant) && b.grant > 0 && gen === this.grantGen) this.grantBytes += b.grant;
+    return typeof b?.ver === 'string' ? { ver: b.ver } : {};
   }
 
   /** osc.*.checksums: crc32c on every bulk transfer */

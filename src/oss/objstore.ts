@@ -254,6 +254,33 @@ export class ObjectStore {
     });
   }
 
+  /**
+   * Writes `data`, the concatenation of the segments' bytes, to the segments' offsets (one
+   * RPC's niobufs); with `sync`, all of it is on disk before this resolves.
+   */
+  writeSegments(seq: number, oid: number, segments: ReadonlyArray<{ offset: number; length: number }>, data: Buffer, sync = false): Promise<number> {
+    return this.run(async () => {
+      for (const s of segments) checkRange(s.offset, s.length);
+      return this.withObject(seq, oid, true, async (fh) => {
+        let at = 0;
+        for (const s of segments) {
+          let done = 0;
+          while (done < s.length) {
+            const n = s.length - done;
+            const bytesWritten = n <= INLINE_IO_MAX_BYTES
+              ? writeSync(fh.fd, data, at + done, n, s.offset + done)
+              : (await fh.write(data, at + done, n, s.offset + done)).bytesWritten;
+            if (bytesWritten <= 0) throw err('EIO', `write to object ${describeObject(seq, oid)} made no progress`);
+            done += bytesWritten;
+          }
+          at += s.length;
+        }
+        if (sync) await fh.datasync();
+        return at;
+      });
+    });
+  }
+
   getattr(seq: number, oid: number): Promise<ObjAttr> {
     return this.run(async () => {
       const path = this.objectPath(seq, oid);

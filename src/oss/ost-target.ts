@@ -137,7 +137,10 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     if (b.offset > MAX_OBJECT_BYTES - data.length) {
       throw err('EINVAL', `${op}: bad request: offset: ${b.offset} + ${data.length} bytes is beyond 2^53`, 'BAD_REQUEST');
     }
-    const { result: n, ver } = await modifying(b.seq, b.oid, () => store.write(b.seq, b.oid, b.offset, data, b.sync ?? false));
+    const segments = b.segs ? checkSegments(b.segs, data.length, op) : undefined;
+    const { result: n, ver } = await modifying(b.seq, b.oid, () =>
+      segments ? store.writeSegments(b.seq, b.oid, segments, data, b.sync ?? false) : store.write(b.seq, b.oid, b.offset, data, b.sync ?? false),
+    );
     addSample(stats.counters.write_bytes, n);
     const grant = ctx.export ? await grants.write(ctx.export, n, b.grantUsed ?? 0, b.grantWant ?? 0) : 0;
     const body: OstWriteReply = { n, ver, grant };
@@ -220,4 +223,20 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
       log.info({ target: store.name, client: exp.clientUuid, peer: exp.peer }, 'client disconnected');
     },
   };
+}
+
+/** An OST_WRITE's niobufs: in increasing order, apart, inside 2^53, and exactly the bulk's bytes. */
+function checkSegments(segs: Array<[number, number]>, bulkBytes: number, op: string): Array<{ offset: number; length: number }> {
+  let total = 0;
+  let end = 0;
+  const out: Array<{ offset: number; length: number }> = [];
+  for (const [offset, length] of segs) {
+    if (offset < end) throw err('EINVAL', `${op}: bad request: segments overlap or are out of order at offset ${offset}`, 'BAD_REQUEST');
+    if (offset > MAX_OBJECT_BYTES - length) throw err('EINVAL', `${op}: bad request: segment at ${offset} of ${length} bytes is beyond 2^53`, 'BAD_REQUEST');
+    end = offset + length;
+    total += length;
+    out.push({ offset, length });
+  }
+  if (total !== bulkBytes) throw err('EINVAL', `${op}: bad request: segments cover ${total} bytes, the bulk holds ${bulkBytes}`, 'BAD_REQUEST');
+  return out;
 }

@@ -5,10 +5,10 @@
 import { z } from 'zod';
 import { StriaError, err } from '../common/errno.js';
 import { parseBody, zSafeUint, zTimestamp, zU32 } from '../common/validate.js';
-import { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_PRECREATE } from './limits.js';
+import { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_PRECREATE, MAX_WRITE_SEGMENTS } from './limits.js';
 import type { ObjAttr, StatFs } from '../common/statfs.js';
 
-export { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_PRECREATE } from './limits.js';
+export { MAX_IO_BYTES, MAX_OBJECT_BYTES, MAX_PRECREATE, MAX_WRITE_SEGMENTS } from './limits.js';
 
 const seq = zSafeUint;
 const oid = zU32;
@@ -47,6 +47,12 @@ export const OstWriteRequest = z.object({
   seq,
   oid,
   offset,
+  /**
+   * Lustre's niobufs: several [offset, length] ranges of the object in one RPC, in
+   * increasing order and apart; the bulk is their bytes one after the other, and `offset`
+   * is the first one's. Without it the bulk goes to `offset` whole.
+   */
+  segs: z.array(z.tuple([offset, z.number().int().min(1).max(MAX_IO_BYTES)])).min(1).max(MAX_WRITE_SEGMENTS).optional(),
   sync: z.boolean().optional(),
   grantUsed: z.number().int().min(0).max(MAX_IO_BYTES).optional(),
   grantWant: zSafeUint.optional(),

@@ -96,9 +96,16 @@ export class DirtyStore {
   /** The general case: the write overlaps or falls between existing extents. */
   private merge(od: ObjectDirty, off: number, end: number, data: Buffer, nowMs: number): void {
     const ex = od.extents;
-    // extents touching [off, end] (adjacent ones too, so neighbours join)
+    // extents touching [off, end] (adjacent ones too, so neighbours join); they are sorted
+    // and apart, so their ends increase too: the first one ending at or after off is found
+    // by bisection (a random writer keeps thousands of extents)
     let i = 0;
-    while (i < ex.length && ex[i]!.off + ex[i]!.len < off) i++;
+    let hi = ex.length;
+    while (i < hi) {
+      const mid = (i + hi) >> 1;
+      if (ex[mid]!.off + ex[mid]!.len < off) i = mid + 1;
+      else hi = mid;
+    }
     let j = i;
     while (j < ex.length && ex[j]!.off <= end) j++;
     const touching = ex.slice(i, j);

@@ -14,6 +14,7 @@ import { fidKey, type Fid } from '../../common/fid.js';
 import { err, toStriaError, type StriaError } from '../../common/errno.js';
 import { now, type Timestamp } from '../../common/time.js';
 import type { OstClient } from '../osc.js';
+import { MAX_WRITE_SEGMENTS } from '../../oss/limits.js';
 import { DirtyStore, objectKey, type DirtyExtent, type ObjectRef } from './dirty-store.js';
 
 const PAGE = 4096;
@@ -154,8 +155,8 @@ export class WriteBack {
     const od = this.dirty.get(key);
     if (!od) return [];
     if (od.inflight.size === 0) return this.dirty.take(key, olderThan);
-    const busy = [...od.inflight];
-    const free = od.extents.filter((e) => e.since < olderThan && !busy.some((b) => b.off < e.off + e.len && e.off < b.off + b.len));
+    const busy = new IntervalSet([...od.inflight]);
+    const free = od.extents.filter((e) => e.since < olderThan && !busy.overlaps(e));
     if (free.length === 0) return [];
     const chosen = new Set(free);
     od.extents = od.extents.filter((e) => !chosen.has(e));
@@ -169,16 +170,18 @@ export class WriteBack {
     if (!st || !od) return Promise.resolve();
     const osc = this.osc(od.ref.ost);
     const work = Promise.all(
-      extents.map(async (e) => {
-        const grantUsed = Math.min(st.grant, roundUp(e.len));
+      rpcBatches(extents, osc.maxRpcBytes, MAX_WRITE_SEGMENTS).map(async (batch) => {
+        const bytes = batch.reduce((n, e) => n + e.len, 0);
+        const grantUsed = Math.min(st.grant, batch.reduce((n, e) => n + roundUp(e.len), 0));
         const gen = st.grantGen;
         let ver: string | undefined;
         st.grant -= grantUsed;
         try {
-          const res = await osc.write(od.ref.seq, od.ref.oid, e.off, [e.buf.subarray(0, e.len)], false, { grantUsed, grantGeneration: gen });
+          const segments = batch.map((e) => ({ offset: e.off, data: e.buf.subarray(0, e.len) }));
+          const res = await osc.writeSegments(od.ref.seq, od.ref.oid, segments, { grantUsed, grantGeneration: gen });
           ver = res.ver;
           this.stats.flushes++;
-          this.stats.flushedBytes += e.len;
+          this.stats.flushedBytes += bytes;
         } catch (failure) {
           // the OST did not take the bytes, so it did not count the grant as used either
           osc.returnGrant(grantUsed, gen);
@@ -186,9 +189,9 @@ export class WriteBack {
           const se = toStriaError(failure);
           const fk = fidKey(st.fid);
           if (!this.errors.has(fk)) this.errors.set(fk, se);
-          this.log.warn({ fid: fk, object: key, offset: e.off, bytes: e.len, err: se.message }, 'write-back flush failed: the data is lost, the next fsync or close reports it');
+          this.log.warn({ fid: fk, object: key, offset: batch[0]!.off, ranges: batch.length, bytes, err: se.message }, 'write-back flush failed: the data is lost, the next fsync or close reports it');
         } finally {
-          this.dirty.done(key, e);
+          for (const e of batch) this.dirty.done(key, e);
           this.onFlushed(key, ver);
         }
       }),
@@ -295,4 +298,52 @@ export class WriteBack {
 
 function roundUp(n: number): number {
   return Math.ceil(n / PAGE) * PAGE;
+}
+
+/**
+ * Extents (apart, as a dirty object's are) grouped into write RPCs in offset order: at most
+ * `maxBytes` and `maxRanges` ranges each; an extent of maxBytes or more goes alone (the OSC
+ * splits it).
+ */
+export function rpcBatches(extents: readonly DirtyExtent[], maxBytes: number, maxRanges: number): DirtyExtent[][] {
+  const sorted = [...extents].sort((a, b) => a.off - b.off);
+  const out: DirtyExtent[][] = [];
+  let cur: DirtyExtent[] = [];
+  let bytes = 0;
+  for (const e of sorted) {
+    if (cur.length > 0 && (bytes + e.len > maxBytes || cur.length >= maxRanges)) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(e);
+    bytes += e.len;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
+/** Extents that may overlap one another, asked whether a range meets any (a binary search). */
+class IntervalSet {
+  private readonly sorted: DirtyExtent[];
+  /** maxEnd[i]: the furthest end among sorted[0..i] */
+  private readonly maxEnd: number[];
+
+  constructor(extents: DirtyExtent[]) {
+    this.sorted = extents.sort((a, b) => a.off - b.off);
+    let m = 0;
+    this.maxEnd = this.sorted.map((e) => (m = Math.max(m, e.off + e.len)));
+  }
+
+  overlaps(e: { off: number; len: number }): boolean {
+    // how many start before e ends
+    let lo = 0;
+    let hi = this.sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.sorted[mid]!.off < e.off + e.len) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 && this.maxEnd[lo - 1]! > e.off;
+  }
 }
