@@ -34,6 +34,8 @@ export interface OscWriteOptions {
   grantUsed?: number;
   /** grantGeneration when grantUsed was taken: from an older generation it is not reported */
   grantGeneration?: number;
+  /** when the bytes were written (a write-back flush): the OST keeps it as the object's mtime */
+  mtime?: Timestamp;
 }
 
 export interface OscWriteResult {
@@ -168,7 +170,8 @@ export class OstClient {
       const last = written === total;
       const used = Math.min(usedLeft, last ? MAX_IO_BYTES : grantPages(len));
       usedLeft -= used;
-      const body = { seq, oid, offset: start, sync, grantUsed: used, grantWant: this.grantTarget };
+      const body: Record<string, unknown> = { seq, oid, offset: start, sync, grantUsed: used, grantWant: this.grantTarget };
+      if (opts.mtime) body.mtime = opts.mtime;
       rpcs.push(
         this.imp.request(Opc.OST_WRITE, body, { bulk, checksum: this.opts.checksums }).then((r) => {
           this.stats.writeRpcs++;
@@ -211,10 +214,11 @@ export class OstClient {
       throw err('EINVAL', `a write of ${segments.length} ranges and ${len} bytes does not fit one RPC`, 'BAD_REQUEST');
     }
     const used = opts.grantUsed !== undefined && (opts.grantGeneration === undefined || opts.grantGeneration === gen) ? Math.max(0, Math.floor(opts.grantUsed)) : 0;
-    const body = {
+    const body: Record<string, unknown> = {
       seq, oid, offset: segments[0]!.offset, segs: segments.map((s) => [s.offset, s.data.length]),
       grantUsed: Math.min(used, MAX_IO_BYTES), grantWant: this.grantTarget,
     };
+    if (opts.mtime) body.mtime = opts.mtime;
     const r = await this.imp.request(Opc.OST_WRITE, body, { bulk: segments.map((s) => s.data), checksum: this.opts.checksums });
     this.stats.writeRpcs++;
     this.stats.writeBytes += len;

@@ -10,7 +10,7 @@ import { err, toStriaError } from '../common/errno.js';
 import { OST_SEQ_MAX_OID } from '../common/fid.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { ostName } from '../common/targets.js';
-import { fromNs, isTimestamp, type Timestamp } from '../common/time.js';
+import { compareTime, fromNs, isTimestamp, type Timestamp } from '../common/time.js';
 import type { ObjAttr, StatFs } from '../common/statfs.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { HandleCache } from './handle-cache.js';
@@ -234,34 +234,24 @@ export class ObjectStore {
   /**
    * Writes all of `data` at `offset`; with `sync`, the data is on disk before this resolves.
    * Small writes go to the page cache from this thread (see INLINE_IO_MAX_BYTES), large ones
-   * through the thread pool.
+   * through the thread pool. `mtime`: see writeSegments.
    */
-  write(seq: number, oid: number, offset: number, data: Buffer, sync = false): Promise<number> {
-    return this.run(async () => {
-      checkRange(offset, data.length);
-      return this.withObject(seq, oid, true, async (fh) => {
-        let done = 0;
-        while (done < data.length) {
-          const bytesWritten = data.length <= INLINE_IO_MAX_BYTES
-            ? writeSync(fh.fd, data, done, data.length - done, offset + done)
-            : (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
-          if (bytesWritten <= 0) throw err('EIO', `write to object ${describeObject(seq, oid)} made no progress`);
-          done += bytesWritten;
-        }
-        if (sync) await fh.datasync();
-        return done;
-      });
-    });
+  write(seq: number, oid: number, offset: number, data: Buffer, sync = false, mtime?: Timestamp): Promise<number> {
+    return this.writeSegments(seq, oid, [{ offset, length: data.length }], data, sync, mtime);
   }
 
   /**
    * Writes `data`, the concatenation of the segments' bytes, to the segments' offsets (one
-   * RPC's niobufs); with `sync`, all of it is on disk before this resolves.
+   * RPC's niobufs); with `sync`, all of it is on disk before this resolves. `mtime`: when
+   * the client wrote these bytes (its write-back cache sends them later); the object's
+   * mtime becomes that, or stays what it was before this write if that is later.
    */
-  writeSegments(seq: number, oid: number, segments: ReadonlyArray<{ offset: number; length: number }>, data: Buffer, sync = false): Promise<number> {
+  writeSegments(seq: number, oid: number, segments: ReadonlyArray<{ offset: number; length: number }>, data: Buffer, sync = false, mtime?: Timestamp): Promise<number> {
     return this.run(async () => {
       for (const s of segments) checkRange(s.offset, s.length);
+      if (mtime !== undefined && !isTimestamp(mtime)) throw err('EINVAL', 'mtime is not a valid timestamp', 'BAD_REQUEST');
       return this.withObject(seq, oid, true, async (fh) => {
+        const before = mtime === undefined ? undefined : toAttr(await fh.stat({ bigint: true }));
         let at = 0;
         for (const s of segments) {
           let done = 0;
@@ -274,6 +264,10 @@ export class ObjectStore {
             done += bytesWritten;
           }
           at += s.length;
+        }
+        if (before && mtime) {
+          const keep = compareTime(before.mtime, mtime) > 0 ? before.mtime : mtime;
+          await fh.utimes(utimeArg(before.atime), utimeArg(keep));
         }
         if (sync) await fh.datasync();
         return at;

@@ -139,7 +139,9 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     }
     const segments = b.segs ? checkSegments(b.segs, data.length, op) : undefined;
     const { result: n, ver } = await modifying(b.seq, b.oid, () =>
-      segments ? store.writeSegments(b.seq, b.oid, segments, data, b.sync ?? false) : store.write(b.seq, b.oid, b.offset, data, b.sync ?? false),
+      segments
+        ? store.writeSegments(b.seq, b.oid, segments, data, b.sync ?? false, b.mtime)
+        : store.write(b.seq, b.oid, b.offset, data, b.sync ?? false, b.mtime),
     );
     addSample(stats.counters.write_bytes, n);
     const grant = ctx.export ? await grants.write(ctx.export, n, b.grantUsed ?? 0, b.grantWant ?? 0) : 0;

@@ -54,6 +54,8 @@ export const OstWriteRequest = z.object({
    */
   segs: z.array(z.tuple([offset, z.number().int().min(1).max(MAX_IO_BYTES)])).min(1).max(MAX_WRITE_SEGMENTS).optional(),
   sync: z.boolean().optional(),
+  /** when the client wrote the bytes, for a write-back cache's late flush (Lustre's obdo mtime) */
+  mtime: zTimestamp.optional(),
   grantUsed: z.number().int().min(0).max(MAX_IO_BYTES).optional(),
   grantWant: zSafeUint.optional(),
 });

@@ -178,7 +178,8 @@ export class WriteBack {
         st.grant -= grantUsed;
         try {
           const segments = batch.map((e) => ({ offset: e.off, data: e.buf.subarray(0, e.len) }));
-          const res = await osc.writeSegments(od.ref.seq, od.ref.oid, segments, { grantUsed, grantGeneration: gen });
+          // the time of the object's last cached write: what stat showed before the flush
+          const res = await osc.writeSegments(od.ref.seq, od.ref.oid, segments, { grantUsed, grantGeneration: gen, mtime: st.lastWrite });
           ver = res.ver;
           this.stats.flushes++;
           this.stats.flushedBytes += bytes;
