@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "session.h"
 
@@ -762,6 +764,45 @@ napi_value ReplyBuf(napi_env env, napi_callback_info info) {
   return int_value(env, send(st, [data, len](fuse_req_t q) { return fuse_reply_buf(q, data, len); }));
 }
 
+// A read reply gathered from several buffers (the client's cached pages) in one writev, so
+// the data is never assembled into one buffer. The buffers are the caller's JS objects,
+// alive for this synchronous call; the caller must not hand any of them to something that
+// may overwrite it before the call returns (it returns once the kernel has copied the data).
+// At most `size` bytes go out; more pieces than one writev takes are copied into one buffer.
+constexpr size_t IOV_PIECES_MAX = 1000;  // below IOV_MAX (1024), leaving room for libfuse's header
+
+napi_value ReplyIov(napi_env env, napi_callback_info info) {
+  REPLY_PROLOGUE(3)
+  auto fail = [&st]() { return send(st, [](fuse_req_t q) { return fuse_reply_err(q, EIO); }); };
+  bool is_array = false;
+  uint32_t n = 0;
+  if (st.r->item.kind != K_READ || napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[2], &n) != napi_ok)
+    return int_value(env, fail());
+  std::vector<iovec> iov;
+  iov.reserve(n);
+  size_t left = st.r->size;
+  for (uint32_t i = 0; i < n && left > 0; i++) {
+    napi_value v;
+    uint8_t *ptr = nullptr;
+    size_t count = 0;
+    if (napi_get_element(env, argv[2], i, &v) != napi_ok || !typed_array(env, v, napi_uint8_array, &ptr, &count))
+      return int_value(env, fail());
+    const size_t len = std::min(count, left);
+    if (len == 0) continue;
+    iov.push_back(iovec{ptr, len});
+    left -= len;
+  }
+  if (iov.empty()) return int_value(env, send(st, [](fuse_req_t q) { return fuse_reply_buf(q, nullptr, 0); }));
+  if (iov.size() > IOV_PIECES_MAX) {
+    std::vector<char> flat;
+    flat.reserve(st.r->size - left);
+    for (const iovec &v : iov) flat.insert(flat.end(), static_cast<char *>(v.iov_base), static_cast<char *>(v.iov_base) + v.iov_len);
+    return int_value(env, send(st, [&flat](fuse_req_t q) { return fuse_reply_buf(q, flat.data(), flat.size()); }));
+  }
+  return int_value(env, send(st, [&iov](fuse_req_t q) { return fuse_reply_iov(q, iov.data(), static_cast<int>(iov.size())); }));
+}
+
 napi_value ReplyStatfs(napi_env env, napi_callback_info info) {
   REPLY_PROLOGUE(2)
   const double *f = st.s->out_f;
@@ -848,6 +889,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"stats", GetStats},              {"replyErr", ReplyErr}, {"replyEntry", ReplyEntry},
       {"replyCreate", ReplyCreate},     {"replyAttr", ReplyAttr}, {"replyReadlink", ReplyReadlink},
       {"replyOpen", ReplyOpen},         {"replyWrite", ReplyWrite}, {"replyBuf", ReplyBuf},
+      {"replyIov", ReplyIov},
       {"replyStatfs", ReplyStatfs},     {"replyLock", ReplyLock}, {"replyDir", ReplyDir},
   };
   for (auto &f : fns) {

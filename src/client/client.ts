@@ -733,6 +733,27 @@ export class StriaClient {
   }
 
   /**
+   * `read`'s bytes as the pieces they are cached in (page buffers and subarrays of them),
+   * in order, their lengths adding up to what `read` returns: for replies that go out in
+   * one writev without assembling a buffer. The pieces are read-only (they may be the page
+   * cache's own buffers, which nothing writes once filled: see ClientCache.readv).
+   */
+  async readv(f: OpenFile, offset: number, length: number, cred?: Cred): Promise<Buffer[]> {
+    checkRange(offset, length);
+    if (f.inode.type === 'dir') throw err('EISDIR', 'is a directory', 'IS_DIR');
+    if (length === 0) return [];
+    return this.onCurrentLayout(f, cred, async (layout) => {
+      if (!layout) return [];
+      const held = await this.dlm.lockRange(f.fid, layout, LockMode.PR, offset, length);
+      try {
+        return await this.dataCache.readv(f.fid, layout, offset, length, held, this.readaheadHandle(f));
+      } finally {
+        held.release();
+      }
+    });
+  }
+
+  /**
    * Writes under PW locks on the objects the range maps to. With `append`, the data goes
    * at the end of file as it is under PW [0, EOF] on every object, so appends from any
    * number of clients are serialised and never overwrite one another (reference §5).

@@ -442,7 +442,7 @@ export class FuseNativeOps {
             const h = this.handle(fd);
             return ll.read(ctx, h.ino, len, pos, h.fh);
           },
-          (data) => cb(data.copy(buf, 0, 0, Math.min(len, data.length))),
+          (data) => cb(copyInto(buf, len, data)),
           (e) => cb(e),
         ),
       write: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
@@ -628,3 +628,13 @@ export class FuseNativeOps {
   }
 }
 
+/** fuse-native replies from its own buffer: the data (one buffer or pieces in order) is copied into it, at most `len` bytes. */
+function copyInto(buf: Buffer, len: number, data: Buffer | Buffer[]): number {
+  if (!Array.isArray(data)) return data.copy(buf, 0, 0, Math.min(len, data.length));
+  let at = 0;
+  for (const piece of data) {
+    if (at >= len) break;
+    at += piece.copy(buf, at, 0, Math.min(len - at, piece.length));
+  }
+  return at;
+}

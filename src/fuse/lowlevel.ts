@@ -137,8 +137,12 @@ export interface LowLevelOps {
   link(ctx: RequestCtx, ino: bigint, newParent: bigint, newName: string): Promise<EntryOut>;
   open(ctx: RequestCtx, ino: bigint, flags: number): Promise<OpenOut>;
   create(ctx: RequestCtx, parent: bigint, name: string, mode: number, flags: number): Promise<CreateOut>;
-  /** resolves with at most `size` bytes; fewer only at EOF */
-  read(ctx: RequestCtx, ino: bigint, size: number, offset: number, fh: number): Promise<Buffer>;
+  /**
+   * Resolves with at most `size` bytes; fewer only at EOF. A list is the data in pieces, in
+   * order (the binding sends them in one writev, never assembled): no piece may be written
+   * to by anyone until the reply has gone out, since the binding reads them as they are.
+   */
+  read(ctx: RequestCtx, ino: bigint, size: number, offset: number, fh: number): Promise<Buffer | Buffer[]>;
   /** `data` is only valid until the returned promise settles: copy what you keep */
   write(ctx: RequestCtx, ino: bigint, data: Buffer, offset: number, fh: number, flags: number): Promise<number>;
   flush?(ctx: RequestCtx, ino: bigint, fh: number): Promise<void>;

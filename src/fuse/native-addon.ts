@@ -105,6 +105,8 @@ export interface NativeAddon {
   replyOpen(h: Handle, id: number): number;
   replyWrite(h: Handle, id: number, count: number): number;
   replyBuf(h: Handle, id: number, data: Uint8Array | undefined): number;
+  /** a READ reply from several buffers in one writev (fuse_reply_iov); read synchronously */
+  replyIov(h: Handle, id: number, pieces: Buffer[]): number;
   replyStatfs(h: Handle, id: number): number;
   replyLock(h: Handle, id: number): number;
   /** returns how many of the `count` records were sent */

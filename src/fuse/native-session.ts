@@ -440,6 +440,11 @@ export class NativeFuseSession implements FuseSession {
     this.addon.replyErr(this.h!, id, 0);
   }
 
+  /** Pieces go out in one writev (fuse_reply_iov), without being joined first. */
+  private sendRead(id: number, data: Buffer | Buffer[]): number {
+    return Array.isArray(data) ? this.addon.replyIov(this.h!, id, data) : this.addon.replyBuf(this.h!, id, data);
+  }
+
   private request(kind: number, id: number, s1: string | undefined, s2: string | undefined, data: unknown): void {
     const f = this.inF;
     const u = this.inU;
@@ -489,7 +494,7 @@ export class NativeFuseSession implements FuseSession {
           if (this.sendOpen(id, o) < 0) this.undoOpen(ctx, ino, o.fh, a, false);
         });
       case Kind.READ:
-        return this.run(id, kind, ctx, () => ops.read(ctx, ino, a, b, c), (buf) => void this.addon.replyBuf(this.h!, id, buf));
+        return this.run(id, kind, ctx, () => ops.read(ctx, ino, a, b, c), (data) => void this.sendRead(id, data));
       case Kind.WRITE: {
         const buf = data instanceof ArrayBuffer ? Buffer.from(data, f[8], a) : (data as Buffer);
         return this.run(id, kind, ctx, () => ops.write(ctx, ino, buf, b, c, d), (n) => {

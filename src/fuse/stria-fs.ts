@@ -398,11 +398,13 @@ export class StriaFs implements LowLevelOps {
   }
 
   /** Reads and writes of a released file wait in the client for its restore (reference §7.3). */
-  async read(ctx: RequestCtx, _ino: bigint, size: number, offset: number, fh: number): Promise<Buffer> {
+  async read(ctx: RequestCtx, _ino: bigint, size: number, offset: number, fh: number): Promise<Buffer | Buffer[]> {
     const t0 = process.hrtime.bigint();
     const f = this.file(fh);
-    const data = (await this.pcc?.read(f, offset, size)) ?? (await this.client.read(f, offset, size, cred(ctx)));
-    this.opts.llite.io('read', data.length, Number((process.hrtime.bigint() - t0) / 1000n));
+    // the client's answer is its cached pages as they are (read-only, sent in one writev)
+    const data = (await this.pcc?.read(f, offset, size)) ?? (await this.client.readv(f, offset, size, cred(ctx)));
+    const bytes = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.length;
+    this.opts.llite.io('read', bytes, Number((process.hrtime.bigint() - t0) / 1000n));
     return data;
   }
 

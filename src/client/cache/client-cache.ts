@@ -67,11 +67,15 @@ export interface ReadaheadHandle {
   prefetch(start: number, length: number): Promise<void>;
 }
 
-/** Where fetched bytes of an object go: `out` holds object bytes [start, end). */
+/**
+ * Where a read collects the page buffers of object bytes [start, end): slot i is page
+ * first + i. Pages are taken as they are, not copied (see ClientCache.readv for why that is safe).
+ */
 interface PageSink {
   start: number;
   end: number;
-  out: Buffer;
+  first: number;
+  slots: Array<Buffer | undefined>;
 }
 
 interface InflightPage {
@@ -83,7 +87,8 @@ function inflightKey(objectId: string, page: number): string {
 }
 
 interface ObjectRead {
-  data: Buffer;
+  /** the object's bytes [start, end) in order, zeros past its end */
+  pieces: Buffer[];
   /** where the object ends, if inside the range read */
   end: number | undefined;
   /** some of it was not in memory */
@@ -217,14 +222,39 @@ export class ClientCache {
     held: HeldLocks,
     handle?: ReadaheadHandle,
   ): Promise<Buffer> {
-    const { data, missed } = await this.readRange(layout, offset, length, held);
-    if (handle) this.planReadahead(fid, layout, offset, length, data.length, held, handle, missed);
-    return data;
+    const pieces = await this.readv(fid, layout, offset, length, held, handle);
+    return Buffer.concat(pieces);
   }
 
-  /** The file's bytes, and whether any came from below memory. */
-  private async readRange(layout: Raid0Layout, offset: number, length: number, held: HeldLocks): Promise<{ data: Buffer; missed: boolean }> {
-    if (length === 0 || layout.objects.length === 0) return { data: Buffer.alloc(0), missed: false };
+  /**
+   * What `read` returns, as the pieces it is made of, in order (their lengths add up to what
+   * `read` would return): cached pages and subarrays of them, not one assembled buffer.
+   *
+   * The pieces are READ-ONLY and may be the page cache's own buffers. That is safe to hand
+   * on (to the kernel, say) after the locks are released because no page buffer is ever
+   * written once it holds data: the cache replaces a page on write or truncate and never
+   * modifies one in place (page-cache.ts), a fetched page is a fresh buffer per page that
+   * nothing writes after its fetch settled, disk-cache blocks are fresh buffers, and bytes
+   * overlaid from dirty (pooled) write-back buffers are copied into a fresh buffer. A
+   * dropped or evicted page only loses its cache entry; the reader's reference keeps its
+   * bytes as they were when read. Whoever takes pieces must not write to them either.
+   */
+  async readv(
+    fid: Fid,
+    layout: Raid0Layout,
+    offset: number,
+    length: number,
+    held: HeldLocks,
+    handle?: ReadaheadHandle,
+  ): Promise<Buffer[]> {
+    const { pieces, bytes, missed } = await this.readRange(layout, offset, length, held);
+    if (handle) this.planReadahead(fid, layout, offset, length, bytes, held, handle, missed);
+    return pieces;
+  }
+
+  /** The file's bytes in pieces, how many there are, and whether any came from below memory. */
+  private async readRange(layout: Raid0Layout, offset: number, length: number, held: HeldLocks): Promise<{ pieces: Buffer[]; bytes: number; missed: boolean }> {
+    if (length === 0 || layout.objects.length === 0) return { pieces: [], bytes: 0, missed: false };
     const extents = mapExtent(offset, length, layout.stripeSize, layout.objects.length);
     const got = await Promise.all(
       extents.map((ext) => {
@@ -232,24 +262,27 @@ export class ClientCache {
         return this.readObject({ ost: o.ostIdx, seq: o.seq, oid: o.oid }, lockOn(held, o.seq, o.oid), ext.objStart, ext.objEnd);
       }),
     );
-    let out: Buffer;
-    let short = false;
+    let pieces: Buffer[];
     if (extents.length === 1 && extents[0]!.pieces.length === 1) {
       // within one stripe: the object's bytes are the file's, in order
-      out = got[0]!.data;
-      short = got[0]!.end !== undefined;
+      pieces = got[0]!.pieces;
     } else {
-      out = Buffer.allocUnsafe(length);
+      const parts: Array<{ at: number; pieces: Buffer[] }> = [];
       extents.forEach((ext, i) => {
         const r = got[i]!;
-        if (r.end !== undefined) short = true;
-        for (const p of ext.pieces) r.data.copy(out, p.fileOffset - offset, p.objectOffset - ext.objStart, p.objectOffset - ext.objStart + p.length);
+        for (const p of ext.pieces) {
+          const from = p.objectOffset - ext.objStart;
+          parts.push({ at: p.fileOffset, pieces: slicePieces(r.pieces, from, from + p.length) });
+        }
       });
+      parts.sort((a, b) => a.at - b.at);
+      pieces = parts.flatMap((p) => p.pieces);
     }
     const missed = got.some((r) => r.missed);
-    if (!short) return { data: out, missed };
+    if (!got.some((r) => r.end !== undefined)) return { pieces, bytes: length, missed };
     const size = await this.fileSize(layout, held);
-    return { data: out.subarray(0, Math.max(0, Math.min(length, size - offset))), missed };
+    const bytes = Math.max(0, Math.min(length, size - offset));
+    return { pieces: slicePieces(pieces, 0, bytes), bytes, missed };
   }
 
   /**
@@ -289,19 +322,18 @@ export class ClientCache {
     const P = this.pages.pageSize;
     const key = objectKey(ref);
     const began = this.epoch;
-    // every byte is written below: from a page, a fetch, or the zeros past the object's end
-    const out = Buffer.allocUnsafe(end - start);
     let objEnd: number | undefined;
     let missing: number[] | undefined;
     const first = Math.floor(start / P);
     const last = Math.floor((end - 1) / P);
+    const sink: PageSink = { start, end, first, slots: new Array<Buffer | undefined>(last - first + 1) };
     for (let p = first; p <= last; p++) {
       const page = this.pages.get(ref.ost, ref.seq, ref.oid, p);
       if (!page) {
         (missing ??= []).push(p);
         continue;
       }
-      this.copyPage(page.data, p * P, start, end, out, this.mem);
+      this.takePage(sink, p, page.data, this.mem);
       if (page.eof) {
         objEnd = p * P + page.data.length;
         break;
@@ -311,13 +343,18 @@ export class ClientCache {
     const missed = stillMissing.length > 0;
     if (!missed) this.mem.hitRequests++;
     else {
-      const fetchedEnd = await this.loadPages(ref, key, lock, began, stillMissing, { start, end, out });
+      const fetchedEnd = await this.loadPages(ref, key, lock, began, stillMissing, sink);
       if (fetchedEnd !== undefined) objEnd = Math.min(objEnd ?? Infinity, fetchedEnd);
     }
-    if (objEnd !== undefined && objEnd < end) out.fill(0, Math.max(0, objEnd - start));
-    const dirtyTop = this.writeback.dirty.overlay(key, start, out);
-    if (objEnd !== undefined && dirtyTop > objEnd) objEnd = dirtyTop >= end ? undefined : dirtyTop;
-    return { data: out, end: objEnd !== undefined && objEnd < end ? objEnd : undefined, missed };
+    let pieces = pagePieces(sink, P, objEnd);
+    if (this.writeback.dirty.get(key)) {
+      // dirty bytes go over a copy: never over a cached page, nor handing out a pooled write-back buffer
+      const out = Buffer.concat(pieces);
+      const dirtyTop = this.writeback.dirty.overlay(key, start, out);
+      if (objEnd !== undefined && dirtyTop > objEnd) objEnd = dirtyTop >= end ? undefined : dirtyTop;
+      pieces = [out];
+    }
+    return { pieces, end: objEnd !== undefined && objEnd < end ? objEnd : undefined, missed };
   }
 
   /**
@@ -345,7 +382,7 @@ export class ClientCache {
 
   /**
    * Brings `pages` (sorted, none in memory) in from disk blocks or the OST, keeping them
-   * where the lock allows, and copies what falls in `sink`'s range into it. Pages another
+   * where the lock allows, and puts those in `sink`'s range into it. Pages another
    * read or readahead is already fetching are waited for, not fetched twice. Resolves with
    * where the object ends when a page found its end.
    */
@@ -397,7 +434,7 @@ export class ClientCache {
         left.push(p);
         continue;
       }
-      if (sink) this.copyPage(page.data, p * P, sink.start, sink.end, sink.out, this.mem);
+      if (sink) this.takePage(sink, p, page.data, this.mem);
       if (page.eof) objEnd = Math.min(objEnd ?? Infinity, p * P + page.data.length);
     }
     if (left.length === 0) return objEnd;
@@ -432,7 +469,7 @@ export class ClientCache {
             fromOst.push(p);
             continue;
           }
-          if (sink) this.copyPage(block, p * P, sink.start, sink.end, sink.out, this.disk);
+          if (sink) this.takePage(sink, p, block, this.disk);
           else this.disk.hitBytes += block.length;
           this.keepPage(ref, key, lock, p, block, block.length < P, began, undefined);
           if (block.length < P) objEnd = Math.min(objEnd ?? Infinity, p * P + block.length);
@@ -492,11 +529,7 @@ export class ClientCache {
       // the page where the object ends is kept even when empty: it says where the end is
       if (ps > got || (ps === got && got === runLen)) return;
       const data = got >= ps + P ? bufs[i]! : bufs[i]!.subarray(0, got - ps);
-      if (sink) {
-        const s = Math.max(sink.start, runStart + ps);
-        const e = Math.min(sink.end, runStart + ps + data.length);
-        if (e > s) data.copy(sink.out, s - sink.start, s - runStart - ps, e - runStart - ps);
-      }
+      if (sink) this.takePage(sink, p, data, undefined);
       this.keepPage(ref, key, lock, p, data, data.length < P, began, version);
     });
     return got < runLen ? runStart + got : undefined;
@@ -519,11 +552,14 @@ export class ClientCache {
     };
   }
 
-  private copyPage(data: Buffer, pageStart: number, start: number, end: number, out: Buffer, level: LevelCounters): void {
-    const s = Math.max(start, pageStart);
-    const e = Math.min(end, pageStart + data.length);
-    if (e > s) data.copy(out, s - start, s - pageStart, e - pageStart);
-    level.hitBytes += Math.max(0, e - s);
+  /** Puts page `page`'s buffer in the sink's slot, counting the bytes of the range it holds as hits of `level`. */
+  private takePage(sink: PageSink, page: number, data: Buffer, level: LevelCounters | undefined): void {
+    const i = page - sink.first;
+    if (i < 0 || i >= sink.slots.length) return;
+    sink.slots[i] = data;
+    if (!level) return;
+    const pageStart = page * this.pages.pageSize;
+    level.hitBytes += Math.max(0, Math.min(sink.end, pageStart + data.length) - Math.max(sink.start, pageStart));
   }
 
   /**
@@ -770,6 +806,48 @@ function newerVersion(a: string, b: string): boolean {
 
 export function blockKey(objectId: string, version: string, page: number): string {
   return `${objectId}/${version}/${page}`;
+}
+
+/**
+ * The sink's object bytes [start, end) as page buffers and subarrays of them, zeros past
+ * `objEnd` (and, defensively, where a page is missing or short, which the fetch never leaves).
+ */
+function pagePieces(sink: PageSink, P: number, objEnd: number | undefined): Buffer[] {
+  const { start, end, first, slots } = sink;
+  const stop = objEnd === undefined ? end : Math.max(start, Math.min(end, objEnd));
+  const pieces: Buffer[] = [];
+  let at = start;
+  for (let i = 0; i < slots.length && at < stop; i++) {
+    const pageStart = (first + i) * P;
+    const e = Math.min(stop, pageStart + P);
+    const data = slots[i];
+    const have = data === undefined ? at : Math.min(e, pageStart + data.length);
+    if (have > at) {
+      const from = at - pageStart;
+      pieces.push(from === 0 && have - pageStart === data!.length ? data! : data!.subarray(from, have - pageStart));
+    }
+    if (e > have) pieces.push(Buffer.alloc(e - Math.max(at, have)));
+    at = e;
+  }
+  if (end > at) pieces.push(Buffer.alloc(end - at));
+  return pieces;
+}
+
+/** Bytes [from, to) of the concatenation of `pieces`, as whole pieces and subarrays. */
+function slicePieces(pieces: Buffer[], from: number, to: number): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const p of pieces) {
+    if (at >= to) break;
+    const next = at + p.length;
+    if (next > from) {
+      const s = Math.max(from, at) - at;
+      const e = Math.min(to, next) - at;
+      out.push(s === 0 && e === p.length ? p : p.subarray(s, e));
+    }
+    at = next;
+  }
+  return out;
 }
 
 /** The object-contiguous bytes of `data` that one stripe's extent takes. */
