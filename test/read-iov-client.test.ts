@@ -7,13 +7,14 @@
  * - pieces once returned keep their bytes when the client then writes over their range
  *   (nothing writes a buffer readv handed out).
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants } from 'node:fs';
 import { TestCluster } from './helpers/cluster.js';
 import { pseudoRandomBuffer } from './helpers/data.js';
 import { mulberry32 } from './helpers/prng.js';
 import type { StriaClient } from '../src/client/client.js';
+import { clientPair } from './helpers/client-pair.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -21,18 +22,7 @@ const root = { uid: 0, gid: 0 };
 let cluster: TestCluster;
 let a: StriaClient;
 let writer: StriaClient;
-
-before(async () => {
-  cluster = await TestCluster.start({ osts: 3 });
-  a = await cluster.mount();
-  writer = await cluster.mount();
-}, { timeout: 60_000 });
-
-after(async () => {
-  await writer?.unmount();
-  await a?.unmount();
-  await cluster?.stop();
-}, { timeout: 60_000 });
+clientPair(3, (p) => ({ cluster, a, writer } = p));
 
 /**
  * A file the other client writes in separate segments (the gaps are holes) and flushes,

@@ -8,12 +8,13 @@
  *   size from open that the file has outgrown, and reads a small file whole on its second
  *   read, in one open or across two, once per open.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestCluster } from './helpers/cluster.js';
 import { pseudoRandomBuffer } from './helpers/data.js';
 import { mulberry32 } from './helpers/prng.js';
 import type { StriaClient } from '../src/client/client.js';
+import { clientPair } from './helpers/client-pair.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -21,18 +22,7 @@ const root = { uid: 0, gid: 0 };
 let cluster: TestCluster;
 let a: StriaClient;
 let writer: StriaClient;
-
-before(async () => {
-  cluster = await TestCluster.start({ osts: 2 });
-  a = await cluster.mount();
-  writer = await cluster.mount();
-}, { timeout: 60_000 });
-
-after(async () => {
-  await writer?.unmount();
-  await a?.unmount();
-  await cluster?.stop();
-}, { timeout: 60_000 });
+clientPair(2, (p) => ({ cluster, a, writer } = p));
 
 /** A file written (and flushed) by the other client, so `a` has none of it cached. */
 async function fileFromWriter(name: string, size: number, seed: number, stripeCount = 1): Promise<Buffer> {
