@@ -170,11 +170,22 @@ export function buildProgram(): Command {
     .option('--mount <mountpoint>', 'also mount the filesystem here')
     .option('-o, --options <opts>', 'mount options (see stria mount --help)', mountOptsArg)
     .option('--archive <url|dir>', 'also run an HSM copytool for archive id 1: an S3 URL (http(s)://HOST:PORT/BUCKET[/PREFIX], s3://BUCKET[/PREFIX]; credentials from AWS_*) or a directory', arg((v) => parseArchiveLocation(v)))
-    .action(async (o: { dir: string; fsname: string; osts: number; listen: string; mgsPort: number; stripeSize: number; stripeCount: number; mount?: string; options?: MountOptions; store?: string; archive?: ArchiveTarget }) => {
+    .option('--cache-dir <dirs>', 'the mount\'s local disk cache for file data (with --mount; see stria mount --help)')
+    .option('--cache-size <size>', 'disk cache size over all its directories (with --cache-dir; default 100G)')
+    .option('--free-space-ratio <ratio>', 'keep at least this fraction of each cache disk free (with --cache-dir; default 0.1)')
+    .action(async (o: { dir: string; fsname: string; osts: number; listen: string; mgsPort: number; stripeSize: number; stripeCount: number; mount?: string; options?: MountOptions; store?: string; archive?: ArchiveTarget; cacheDir?: string; cacheSize?: string; freeSpaceRatio?: string }) => {
       if (o.store !== undefined && !isStoreUrl(o.store)) fail(`up: --store takes a redis://, rediss:// or redis+sentinel:// URL (the embedded store lives under --dir)`);
+      if ((o.cacheDir ?? o.cacheSize ?? o.freeSpaceRatio) !== undefined && o.mount === undefined) fail('up: --cache-dir, --cache-size and --free-space-ratio are for the mount: give --mount too');
+      let diskCache: ReturnType<typeof diskCacheOptions>;
+      try {
+        diskCache = diskCacheOptions(o);
+      } catch (e) {
+        fail(`up: ${toStriaError(e).message}`);
+      }
+      const mountOptions = { ...(o.options ?? DEFAULT_MOUNT_OPTIONS), ...(diskCache ? { diskCache: { ...diskCache, dirs: diskCache.dirs.map((d) => resolve(d)) } } : {}) };
       const log = createLogger('up');
       await runDaemon('up', log, () =>
-        startUp({ ...o, dir: resolve(o.dir), mount: o.mount ? resolve(o.mount) : undefined, mountOptions: o.options ?? DEFAULT_MOUNT_OPTIONS }, log, (s) => process.stderr.write(`${s}\n`)),
+        startUp({ ...o, dir: resolve(o.dir), mount: o.mount ? resolve(o.mount) : undefined, mountOptions }, log, (s) => process.stderr.write(`${s}\n`)),
       );
     });
 

@@ -84,6 +84,11 @@ export class LineChild {
   kill(): void {
     if (!this.ended) this.proc.kill('SIGKILL');
   }
+
+  /** Sends a signal (a daemon's clean stop: SIGTERM, SIGINT) if it still runs. */
+  signal(sig: NodeJS.Signals): void {
+    if (!this.ended) this.proc.kill(sig);
+  }
 }
 
 /**
