@@ -468,11 +468,7 @@ export class StriaClient {
     }
     const nameLock = ns.completeIntent(pendingName, r.nameLock);
     const attrLock = ns.completeIntent(pendingAttrs, r.attrLock);
-    const parentLock = ns.completeIntent(pendingParent, r.parentLock);
-    if (parentLock) {
-      if (r.parent) this.dlm.mdAttrs.putInode(parentRes, r.parent, ns.isValid(parentLock));
-      ns.release(parentLock);
-    }
+    this.adoptParentIntent(pendingParent, r);
     this.dlm.mdAttrs.putInode(res, r.inode, attrLock !== undefined && ns.isValid(attrLock));
     this.rememberChild(parent, name, r.inode.fid);
     return { md: { inode: r.inode, nameLock, attrLock }, handle: r.handle };
@@ -534,12 +530,17 @@ export class StriaClient {
       ns.abortIntent(pending);
       throw e;
     }
-    const lock = ns.completeIntent(pending, r.parentLock);
-    if (lock) {
-      if (r.parent) this.dlm.mdAttrs.putInode(parentRes, r.parent, ns.isValid(lock));
-      ns.release(lock);
-    }
+    this.adoptParentIntent(pending, r);
     this.forgetChild(parent, name);
+  }
+
+  /** The parent's attribute lock an update's reply brought: its attributes are cached under it, the lock kept in the LRU. */
+  private adoptParentIntent(pending: ClientLock, r: { parent?: Inode; parentLock?: { handle: number; mode: LockMode; bits: number } }): void {
+    const ns = this.dlm.mdc!;
+    const lock = ns.completeIntent(pending, r.parentLock);
+    if (!lock) return;
+    if (r.parent) this.dlm.mdAttrs.putInode(pending.res, r.parent, ns.isValid(lock));
+    ns.release(lock);
   }
 
   async rename(srcParent: Fid, srcName: string, dstParent: Fid, dstName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<void> {
@@ -717,19 +718,8 @@ export class StriaClient {
    * A released file is restored first (`cred`: whose access it is).
    */
   async read(f: OpenFile, offset: number, length: number, cred?: Cred): Promise<Buffer> {
-    checkRange(offset, length);
-    if (f.inode.type === 'dir') throw err('EISDIR', 'is a directory', 'IS_DIR');
-    // nothing to read: no reason to bring the data back
-    if (length === 0) return Buffer.alloc(0);
-    return this.onCurrentLayout(f, cred, async (layout) => {
-      if (!layout) return Buffer.alloc(0);
-      const held = await this.dlm.lockRange(f.fid, layout, LockMode.PR, offset, length);
-      try {
-        return await this.dataCache.read(f.fid, layout, offset, length, held, this.readaheadHandle(f));
-      } finally {
-        held.release();
-      }
-    });
+    // a copy: callers may write into what read returns, never into the cache's pages
+    return Buffer.concat(await this.readv(f, offset, length, cred));
   }
 
   /**
@@ -741,6 +731,7 @@ export class StriaClient {
   async readv(f: OpenFile, offset: number, length: number, cred?: Cred): Promise<Buffer[]> {
     checkRange(offset, length);
     if (f.inode.type === 'dir') throw err('EISDIR', 'is a directory', 'IS_DIR');
+    // nothing to read: no reason to bring the data back
     if (length === 0) return [];
     return this.onCurrentLayout(f, cred, async (layout) => {
       if (!layout) return [];

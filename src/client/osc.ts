@@ -158,7 +158,7 @@ export class OstClient {
     let rpcLen = 0;
     const gen = this.grantGen;
     const total = parts.reduce((a, p) => a + p.length, 0);
-    let usedLeft = opts.grantUsed !== undefined && (opts.grantGeneration === undefined || opts.grantGeneration === gen) ? Math.max(0, Math.floor(opts.grantUsed)) : 0;
+    let usedLeft = this.grantUsedNow(opts, gen);
     let written = 0;
     let ver: string | undefined;
     const flush = () => {
@@ -170,16 +170,9 @@ export class OstClient {
       const last = written === total;
       const used = Math.min(usedLeft, last ? MAX_IO_BYTES : grantPages(len));
       usedLeft -= used;
-      const body: Record<string, unknown> = { seq, oid, offset: start, sync, grantUsed: used, grantWant: this.grantTarget };
-      if (opts.mtime) body.mtime = opts.mtime;
       rpcs.push(
-        this.imp.request(Opc.OST_WRITE, body, { bulk, checksum: this.opts.checksums }).then((r) => {
-          this.stats.writeRpcs++;
-          this.stats.writeBytes += len;
-          const b = r.body as { grant?: unknown; ver?: unknown } | undefined;
-          // Given by the export of this generation only: a reply that crossed a new export may come from the old one.
-          if (typeof b?.grant === 'number' && Number.isSafeInteger(b.grant) && b.grant > 0 && gen === this.grantGen) this.grantBytes += b.grant;
-          if (typeof b?.ver === 'string') ver = newerVersion(ver, b.ver);
+        this.writeRpc({ seq, oid, offset: start, sync, grantUsed: used }, bulk, len, gen, opts).then((v) => {
+          if (v !== undefined) ver = newerVersion(ver, v);
         }),
       );
       rpcStart += len;
@@ -213,18 +206,29 @@ export class OstClient {
     if (segments.length > MAX_WRITE_SEGMENTS || len > this.opts.maxRpcBytes) {
       throw err('EINVAL', `a write of ${segments.length} ranges and ${len} bytes does not fit one RPC`, 'BAD_REQUEST');
     }
-    const used = opts.grantUsed !== undefined && (opts.grantGeneration === undefined || opts.grantGeneration === gen) ? Math.max(0, Math.floor(opts.grantUsed)) : 0;
-    const body: Record<string, unknown> = {
+    const body = {
       seq, oid, offset: segments[0]!.offset, segs: segments.map((s) => [s.offset, s.data.length]),
-      grantUsed: Math.min(used, MAX_IO_BYTES), grantWant: this.grantTarget,
+      grantUsed: Math.min(this.grantUsedNow(opts, gen), MAX_IO_BYTES),
     };
-    if (opts.mtime) body.mtime = opts.mtime;
-    const r = await this.imp.request(Opc.OST_WRITE, body, { bulk: segments.map((s) => s.data), checksum: this.opts.checksums });
+    const ver = await this.writeRpc(body, segments.map((s) => s.data), len, gen, opts);
+    return ver === undefined ? {} : { ver };
+  }
+
+  /** Grant the caller took for this write, if taken in the current generation (else the OST forgot it). */
+  private grantUsedNow(opts: OscWriteOptions, gen: number): number {
+    return opts.grantUsed !== undefined && (opts.grantGeneration === undefined || opts.grantGeneration === gen) ? Math.max(0, Math.floor(opts.grantUsed)) : 0;
+  }
+
+  /** One OST_WRITE: sends it, counts it, adds the grant its reply gives; resolves with the data version. */
+  private async writeRpc(body: Record<string, unknown>, bulk: Buffer[], len: number, gen: number, opts: OscWriteOptions): Promise<string | undefined> {
+    const full = { ...body, grantWant: this.grantTarget, ...(opts.mtime ? { mtime: opts.mtime } : {}) };
+    const r = await this.imp.request(Opc.OST_WRITE, full, { bulk, checksum: this.opts.checksums });
     this.stats.writeRpcs++;
     this.stats.writeBytes += len;
     const b = r.body as { grant?: unknown; ver?: unknown } | undefined;
+    // Given by the export of this generation only: a reply that crossed a new export may come from the old one.
     if (typeof b?.grant === 'number' && Number.isSafeInteger(b.grant) && b.grant > 0 && gen === this.grantGen) this.grantBytes += b.grant;
-    return typeof b?.ver === 'string' ? { ver: b.ver } : {};
+    return typeof b?.ver === 'string' ? b.ver : undefined;
   }
 
   /** osc.*.checksums: crc32c on every bulk transfer */

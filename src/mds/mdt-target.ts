@@ -335,7 +335,7 @@ export class MdtTarget implements TargetService {
    * changed and which the kernel asks for next. The create is done whatever happens here:
    * a lock that cannot be granted is left out of the reply, not turned into an error.
    */
-  private async createLocks(ctx: RequestContext, parent: Fid, child: Fid, want: CreateLocks): Promise<Record<string, unknown>> {
+  private async createLocks(ctx: RequestContext, parent: Fid, child: Fid, want: IntentLocks): Promise<Record<string, unknown>> {
     const out: Record<string, unknown> = {};
     const wanted: WantedLock[] = [];
     if (want.name !== undefined) wanted.push({ cookie: want.name, bits: CLIENT_NAME_BITS });
@@ -531,7 +531,7 @@ const LookupLocks = z.object({ locks: z.object({ name: zSafeUint.optional(), att
 const IntentLocksBody = z.object({
   locks: z.object({ name: zSafeUint.optional(), attrs: zSafeUint.optional(), parentAttrs: zSafeUint.optional() }).optional(),
 });
-type CreateLocks = NonNullable<z.infer<typeof IntentLocksBody>['locks']>;
+type IntentLocks = NonNullable<z.infer<typeof IntentLocksBody>['locks']>;
 
 function lookupReply(r: { inode: Inode; locks: GrantedLock[] }, separate: boolean) {
   if (!separate) return { inode: r.inode, lock: r.locks[0] };

@@ -137,12 +137,8 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     if (b.offset > MAX_OBJECT_BYTES - data.length) {
       throw err('EINVAL', `${op}: bad request: offset: ${b.offset} + ${data.length} bytes is beyond 2^53`, 'BAD_REQUEST');
     }
-    const segments = b.segs ? checkSegments(b.segs, data.length, op) : undefined;
-    const { result: n, ver } = await modifying(b.seq, b.oid, () =>
-      segments
-        ? store.writeSegments(b.seq, b.oid, segments, data, b.sync ?? false, b.mtime)
-        : store.write(b.seq, b.oid, b.offset, data, b.sync ?? false, b.mtime),
-    );
+    const segments = b.segs ? checkSegments(b.segs, data.length, op) : [{ offset: b.offset, length: data.length }];
+    const { result: n, ver } = await modifying(b.seq, b.oid, () => store.writeSegments(b.seq, b.oid, segments, data, b.sync ?? false, b.mtime));
     addSample(stats.counters.write_bytes, n);
     const grant = ctx.export ? await grants.write(ctx.export, n, b.grantUsed ?? 0, b.grantWant ?? 0) : 0;
     const body: OstWriteReply = { n, ver, grant };

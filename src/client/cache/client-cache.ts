@@ -211,24 +211,10 @@ export class ClientCache {
   }
 
   /**
-   * Reads file bytes under `held` (PR or PW locks over the range's objects). `handle`
-   * identifies the open file for readahead; `prefetch` takes locks for a readahead range.
-   */
-  async read(
-    fid: Fid,
-    layout: Raid0Layout,
-    offset: number,
-    length: number,
-    held: HeldLocks,
-    handle?: ReadaheadHandle,
-  ): Promise<Buffer> {
-    const pieces = await this.readv(fid, layout, offset, length, held, handle);
-    return Buffer.concat(pieces);
-  }
-
-  /**
-   * What `read` returns, as the pieces it is made of, in order (their lengths add up to what
-   * `read` would return): cached pages and subarrays of them, not one assembled buffer.
+   * Reads file bytes under `held` (PR or PW locks over the range's objects), as the pieces
+   * they are made of, in order: cached pages and subarrays of them, not one assembled
+   * buffer. `handle` identifies the open file for readahead; `prefetch` takes locks for a
+   * readahead range.
    *
    * The pieces are READ-ONLY and may be the page cache's own buffers. That is safe to hand
    * on (to the kernel, say) after the locks are released because no page buffer is ever
