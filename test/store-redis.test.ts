@@ -21,7 +21,8 @@ import {
   type RedisStoreOptions,
 } from '../src/mds/store/redis.js';
 import type { MetadataStore } from '../src/mds/store/types.js';
-import { findRedisServer, freeLowPort, REDIS_MISSING, RedisServer } from './helpers/redis-server.js';
+import { findRedisServer, REDIS_MISSING, RedisServer } from './helpers/redis-server.js';
+import { freePort } from './helpers/free-port.js';
 import { checkCommittedTriples, storeConformance } from './helpers/store-conformance.js';
 
 const freshPrefix = (): string => `s${randomUUID().slice(0, 8)}:`;
@@ -496,7 +497,7 @@ if (!findRedisServer()) {
 
   describe('Redis store connection errors', () => {
     test('no server on the port: a clear error naming host:port, after connectTimeoutMs', { timeout: 30_000 }, async () => {
-      const port = await freeLowPort();
+      const port = await freePort();
       await assert.rejects(
         openRedisStore(`redis://127.0.0.1:${port}/0`, { connectTimeoutMs: 1000 }),
         hasCode('STORE_UNREACHABLE', new RegExp(`cannot reach Redis at 127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`)),

@@ -4,7 +4,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,37 +13,8 @@ import { StriaClient, type ClientOptions } from '../../src/client/client.js';
 const here = dirname(fileURLToPath(import.meta.url));
 export const STRIA_BIN = join(here, '..', '..', '..', 'bin', 'stria.js');
 
-/** A free port outside the ephemeral range (see freePortRange). */
-export async function freePort(): Promise<number> {
-  return freePortRange(1);
-}
-
-/**
- * `count` consecutive free ports below the kernel's ephemeral range, so no
- * outgoing connection can be holding one when a daemon binds it later.
- */
-export async function freePortRange(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 10000);
-    const servers: ReturnType<typeof createServer>[] = [];
-    try {
-      for (let i = 0; i < count; i++) {
-        const s = createServer();
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.listen(base + i, '127.0.0.1', () => resolve());
-        });
-        servers.push(s);
-      }
-      return base;
-    } catch {
-      // taken: try another base
-    } finally {
-      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-    }
-  }
-  throw new Error(`no ${count} consecutive free ports found`);
-}
+import { freePort } from './free-port.js';
+export { freePort, freePortRange } from './free-port.js';
 
 interface Role {
   name: string;

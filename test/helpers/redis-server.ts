@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './free-port.js';
 
 const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 5_000;
@@ -29,26 +30,6 @@ export function findRedisServer(): string | undefined {
 }
 
 export const REDIS_MISSING = 'redis-server is not installed (apt-get install redis-server); the Redis store tests need a real server';
-
-/**
- * A free port below the kernel's ephemeral range (as test/helpers/cluster.ts
- * picks them, without loading the client it also imports): a client
- * reconnecting to a killed server could otherwise be handed the server's own
- * port as its local port and keep the server from binding it again.
- */
-export async function freeLowPort(): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 10000);
-    const s = net.createServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    await new Promise((r) => s.close(() => r(undefined)));
-    if (ok) return port;
-  }
-  throw new Error('no free port found');
-}
 
 export interface RedisServerOptions {
   /** AOF sync policy (default always) */
@@ -120,7 +101,7 @@ export class RedisServer {
     // the port may be taken between choosing and binding it: choose again
     for (let attempt = 0; attempt < 5; attempt++) {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stria-redis-'));
-      const port = await freeLowPort();
+      const port = await freePort();
       const server = new RedisServer(bin, port, dir, argv(port, dir));
       live.add(server);
       try {
