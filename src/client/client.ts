@@ -130,8 +130,11 @@ export class StriaClient {
   private readonly fids: FidAllocator;
   /** lock namespaces and the caches they protect */
   readonly dlm: ClientDlm;
-  /** "parent/name" -> child FID of recent lookups, for early lock cancel (bounded, oldest out) */
-  private readonly children = new Map<string, Fid>();
+  /**
+   * "parent/name" -> the child FID recent lookups and creates found, for early lock cancel,
+   * with the LOOKUP lock the MDT granted with that answer (bounded, oldest out).
+   */
+  private readonly children = new Map<string, KnownChild>();
   /** HSM requests to the MDT's coordinator (lfs hsm_*, copytools, implicit restore) */
   readonly hsm: HsmMdc;
   /** implicit restores in progress, one per file */
@@ -338,8 +341,10 @@ export class StriaClient {
    * the inode the name led to last time are used as they are, not asked for again.
    */
   private async mdLookup(parent: Fid, name: string): Promise<MdRead> {
+    const known = this.knownEntry(parent, name);
+    if (known) return known;
     const ns = this.dlm.mdc!;
-    const hint = this.children.get(childKey(parent, name));
+    const hint = this.children.get(childKey(parent, name))?.fid;
     const hintRes = hint ? fidKey(hint) : undefined;
     // Noted, not held: the MDT may have to wait for an update that waits for a lock this
     // request holds. A lock still granted after the reply, never called back meanwhile,
@@ -367,13 +372,32 @@ export class StriaClient {
       throw e;
     }
     const res = this.dlm.rememberMetadata(r.inode.fid);
-    this.rememberChild(parent, name, r.inode.fid);
     // a name that leads elsewhere now: what was noted covers another inode
     const still = (noted: ClientLock | undefined) => (noted && hintRes === res && ns.reuse(noted) ? noted : undefined);
     const nameLock = pendingName ? ns.completeIntent(pendingName, r.nameLock, res) : still(heldName);
     const attrLock = pendingAttrs ? ns.completeIntent(pendingAttrs, r.attrLock, res) : still(heldAttrs);
+    this.rememberChild(parent, name, r.inode.fid, nameLock);
     this.dlm.mdAttrs.putInode(res, r.inode, attrLock !== undefined && ns.isValid(attrLock));
     return { inode: r.inode, nameLock, attrLock };
+  }
+
+  /**
+   * A lookup answered by this client alone: the name was resolved under a LOOKUP lock on
+   * the child that is still granted (an unlink or rename of the name would have called it
+   * back first), and the child's attributes are cached under an attribute lock. The kernel
+   * forgets its dentries (memory pressure, drop_caches) while the locks live on here.
+   */
+  private knownEntry(parent: Fid, name: string): MdRead | undefined {
+    const known = this.children.get(childKey(parent, name));
+    const ns = this.dlm.mdc!;
+    if (!known?.nameLock || !ns.reuse(known.nameLock)) return undefined;
+    const res = fidKey(known.fid);
+    const attrLock = ns.match(res, LockMode.PR, { bits: MD_ATTR_BITS });
+    const inode = attrLock ? this.dlm.mdAttrs.inode(res) : undefined;
+    if (attrLock && inode) return { inode, nameLock: known.nameLock, attrLock };
+    if (attrLock) ns.release(attrLock);
+    ns.release(known.nameLock);
+    return undefined;
   }
 
   private async attrsUnderLocks(md: MdRead): Promise<FileAttr> {
@@ -402,7 +426,7 @@ export class StriaClient {
    * lookup is still current, so there is nothing to fetch again.
    */
   holdsEntry(parent: Fid, name: string, fid: Fid): boolean {
-    const hint = this.children.get(childKey(parent, name));
+    const hint = this.children.get(childKey(parent, name))?.fid;
     if (!hint || fidKey(hint) !== fidKey(fid)) return false;
     let bits = 0;
     for (const l of this.dlm.metadataLocks(fid)) if (l.valid) bits |= l.bits;
@@ -470,7 +494,7 @@ export class StriaClient {
     const attrLock = ns.completeIntent(pendingAttrs, r.attrLock);
     this.adoptParentIntent(pendingParent, r);
     this.dlm.mdAttrs.putInode(res, r.inode, attrLock !== undefined && ns.isValid(attrLock));
-    this.rememberChild(parent, name, r.inode.fid);
+    this.rememberChild(parent, name, r.inode.fid, nameLock);
     return { md: { inode: r.inode, nameLock, attrLock }, handle: r.handle };
   }
 
@@ -556,14 +580,15 @@ export class StriaClient {
    * (a stale guess only costs a cached lock). Saves the MDT a blocking AST to us per unlink.
    */
   private withChild(targets: Array<[Fid, number]>, parent: Fid, name: string): Array<[Fid, number]> {
-    const child = this.children.get(childKey(parent, name));
+    const child = this.children.get(childKey(parent, name))?.fid;
     return child ? [...targets, [child, MD_CACHE_BITS]] : targets;
   }
 
-  private rememberChild(parent: Fid, name: string, fid: Fid): void {
+  /** `nameLock`: the LOOKUP lock on `fid` granted with the answer that found the name, if any. */
+  private rememberChild(parent: Fid, name: string, fid: Fid, nameLock: ClientLock | undefined): void {
     const key = childKey(parent, name);
     this.children.delete(key);
-    this.children.set(key, fid);
+    this.children.set(key, { fid, nameLock });
     if (this.children.size > MAX_REMEMBERED_CHILDREN) this.children.delete(this.children.keys().next().value!);
   }
 
@@ -1093,7 +1118,14 @@ export class StriaClient {
 }
 
 const FLOCK_INTERRUPT_POLL_MS = 100;
-const MAX_REMEMBERED_CHILDREN = 4096;
+/** as many as the inode cache keeps (md-attr-cache.ts): a name is worth keeping while its inode is */
+const MAX_REMEMBERED_CHILDREN = 65_536;
+
+/** A name this client found, and the lock that keeps the finding true while granted. */
+interface KnownChild {
+  fid: Fid;
+  nameLock?: ClientLock;
+}
 
 /** The key of a name in the remembered-children map. */
 function childKey(parent: Fid, name: string): string {
