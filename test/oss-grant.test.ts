@@ -4,7 +4,7 @@
  * grant used shrink it and writes that want more top it up; while writes are made from
  * the grant, tot_granted never exceeds free space minus the reserve, so a second client gets only what is left; an export
  * that disconnects or is evicted frees its grant, and the evicted client starts over
- * with its new export's grant.
+ * with its new export's grant. statfs counts granted space as unavailable.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -158,6 +158,19 @@ test('tot_granted never exceeds free space minus the reserve, and a new client g
   const d = await client('client-d');
   assert.ok(d.curGrantBytes <= left, `second client's grant ${d.curGrantBytes} is bounded by the ${left} bytes left`);
   assert.ok(target.grants.totGranted <= (await grantable()));
+});
+
+test('OST_STATFS and obdfilter.*.kbytesavail count granted space as unavailable', async () => {
+  const h = await client('client-h');
+  assert.ok(target.grants.totGranted > 0);
+  const raw = await statfs(ostDir);
+  const seen = await h.statfs();
+  const granted = Math.ceil(target.grants.totGranted / raw.bsize);
+  assert.equal(seen.bavail, Math.max(0, raw.bavail - granted), 'bavail less the granted blocks');
+  assert.equal(seen.blocks, raw.blocks);
+  const e = reg.entries().find((x) => x.name === `obdfilter.${store.name}.kbytesavail`);
+  assert.ok(e, 'obdfilter.*.kbytesavail is registered');
+  assert.equal(Number(await e.param.get()), Math.floor((Math.max(0, raw.bavail - granted) * raw.bsize) / 1024));
 });
 
 test('an export that disconnects frees its grant', async () => {

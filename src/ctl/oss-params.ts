@@ -30,7 +30,7 @@ export function registerOssParams(reg: ParamRegistry, oss: { server: RpcServer; 
       [`${p}.num_exports`, ro(() => oss.server.exports(t.name).length)],
       [`${p}.brw_size`, ro(() => MAX_IO_BYTES >> 20)],
       [`${p}.tot_granted`, ro(() => t.grants.totGranted)],
-      ...statfsParams(p, () => t.store.statfs()),
+      ...statfsParams(p, () => t.statfs()),
       ...serverNamespaceParams(t.ldlm),
     ];
     for (const [name, param] of params) undo.push(reg.register(name, param));

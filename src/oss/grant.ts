@@ -9,6 +9,8 @@
  * writes also cause, minus tot_granted. A write reports how much of it was counted
  * against the grant (that space is now really used, so the grant shrinks by it) and
  * how much grant the client wants to hold; the reply adds what is free to give.
+ *
+ * statfs reports the granted space as unavailable (availableBlocks), as Lustre's does.
  */
 import type { StatFs } from '../common/statfs.js';
 import type { ServerExport } from '../ptlrpc/types.js';
@@ -115,6 +117,11 @@ export class OstGrants {
     this.held.set(exp, now + added);
     this.total += added;
     return added;
+  }
+
+  /** statfs's available blocks with the granted space taken off: it is promised to the clients' caches. */
+  availableBlocks(st: StatFs): number {
+    return Math.max(0, st.bavail - Math.ceil(this.total / st.bsize));
   }
 
   /** The export is gone (disconnect, eviction): its grant is free again. */

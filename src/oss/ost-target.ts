@@ -16,6 +16,7 @@ import { parseBody } from '../common/validate.js';
 import { addSample, newOstStats, type OstCounterName, type OstStats } from './ost-stats.js';
 import { ObjectVersions } from './object-version.js';
 import { OstGrants } from './grant.js';
+import type { StatFs } from '../common/statfs.js';
 import {
   MAX_IO_BYTES,
   MAX_OBJECT_BYTES,
@@ -44,6 +45,8 @@ export interface OstTarget extends TargetService {
   readonly versions: ObjectVersions;
   /** space granted to the exports for their write-back caches */
   readonly grants: OstGrants;
+  /** the OST's statfs as clients see it: granted space is not available */
+  statfs(): Promise<StatFs>;
 }
 
 export interface OstTargetOptions {
@@ -176,9 +179,14 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     return { body: {} };
   });
 
+  const statfs = async (): Promise<StatFs> => {
+    const st = await store.statfs();
+    return { ...st, bavail: grants.availableBlocks(st) };
+  };
+
   on(Opc.OST_STATFS, 'statfs', async (ctx, op) => {
     parseRequest(OstStatfsRequest, ctx.body ?? {}, op);
-    return { body: await store.statfs() };
+    return { body: await statfs() };
   });
 
   on(Opc.OST_SYNC, 'sync', async (ctx, op) => {
@@ -205,6 +213,7 @@ export function createOstTarget(store: ObjectStore, log: Logger, opts: OstTarget
     ldlm,
     versions,
     grants,
+    statfs,
     handlers,
     async onConnect(exp: ServerExport, data: unknown): Promise<OstConnectReply> {
       const d = parseRequest(OstConnectData, data, 'OST_CONNECT');
