@@ -8,9 +8,10 @@
  * Group commit (the default): once a transaction's function has finished, its
  * writes go into an in-memory overlay that later transactions read through,
  * the mutex is released, and the transaction's promise resolves only when
- * LMDB reports its commit durable. Transactions that finish while a commit is
- * in flight are applied together in the next LMDB transaction, in order, so
- * the disk always holds a prefix of the logical sequence. A transaction that
+ * its LMDB commit is durable. Transactions that finish in the same turn of the
+ * event loop, or while a commit runs, are applied together in one LMDB
+ * transaction, in order, so the disk always holds a prefix of the logical
+ * sequence. A transaction that
  * read another's not-yet-durable writes resolves only after them.
  * get/scan outside a transaction see the durable state only.
  *
@@ -52,12 +53,6 @@ const KEY_END = Buffer.from([0xff]);
 export interface LmdbStoreOptions {
   /** release the transaction lock before the commit is durable (default true) */
   groupCommit?: boolean;
-  /**
-   * LMDB overlapping sync (default false): commit, then flush while the next
-   * commit runs. Either way a transaction resolves only once flushed, but
-   * with it a commit is visible to get/scan a moment before it is durable.
-   */
-  overlappingSync?: boolean;
   log?: Logger;
 }
 
@@ -76,7 +71,6 @@ interface QueuedCommit {
 
 export async function openLmdbStore(dir: string, opts: LmdbStoreOptions = {}): Promise<MetadataStore> {
   checkDirectory(dir);
-  const overlappingSync = opts.overlappingSync ?? false;
   let db: RootDatabase<Buffer, Buffer>;
   try {
     db = open<Buffer, Buffer>({
@@ -84,7 +78,7 @@ export async function openLmdbStore(dir: string, opts: LmdbStoreOptions = {}): P
       noSubdir: false,
       keyEncoding: 'binary',
       encoding: 'binary',
-      overlappingSync,
+      overlappingSync: false,
     });
   } catch (e) {
     throw err('EINVAL', `${dir} is not a usable Stria metadata store: ${(e as Error).message}`, 'STORE_FOREIGN');
@@ -95,7 +89,7 @@ export async function openLmdbStore(dir: string, opts: LmdbStoreOptions = {}): P
     await db.close();
     throw e;
   }
-  return new LmdbStore(db, opts.groupCommit ?? true, overlappingSync, opts.log);
+  return new LmdbStore(db, opts.groupCommit ?? true, opts.log);
 }
 
 /** A store directory is new (absent or empty) or holds an LMDB environment. */
@@ -195,7 +189,6 @@ class LmdbStore implements MetadataStore {
   constructor(
     private readonly db: RootDatabase<Buffer, Buffer>,
     private readonly groupCommit: boolean,
-    private readonly overlappingSync: boolean,
     private readonly log: Logger | undefined,
   ) {}
 
@@ -324,42 +317,50 @@ class LmdbStore implements MetadataStore {
     return durable;
   }
 
+  /**
+   * Commits the queue on the next turn of the event loop, so every transaction that
+   * finished in this turn joins the batch, as one synchronous LMDB write transaction. The
+   * commit (two fdatasyncs, ~0.1 ms each on an SSD) holds this thread while it runs: that
+   * costs the MDS less than handing the batch to lmdb's writer thread and waiting for it to
+   * come back (creates and unlinks 15-28 % faster, bench/RESULTS.md). Transactions that
+   * finish meanwhile form the next batch.
+   */
   private pump(): void {
     if (this.committing || this.queue.length === 0 || this.failure) return;
+    this.committing = true;
+    setImmediate(() => this.commitQueued());
+  }
+
+  private commitQueued(): void {
     const batch = this.queue;
     this.queue = [];
-    this.committing = true;
+    if (batch.length === 0 || this.failure) {
+      this.committing = false;
+      return;
+    }
     const lastGen = batch[batch.length - 1]!.gen;
     const db = this.db;
-    // a child transaction aborts as a whole if anything in it throws: no partial batch can land
-    const committed = db.childTransaction(() => {
-      for (const c of batch) {
-        for (const [key, value] of c.writes) {
-          const kb = Buffer.from(key, 'utf8');
-          if (value === null) db.remove(kb);
-          else db.put(kb, value);
+    try {
+      // one LMDB transaction: if anything in it throws, none of the batch lands
+      db.transactionSync(() => {
+        for (const c of batch) {
+          for (const [key, value] of c.writes) {
+            const kb = Buffer.from(key, 'utf8');
+            if (value === null) db.remove(kb);
+            else db.put(kb, value);
+          }
         }
-      }
-    });
-    committed.then(
-      () => {
-        // LMDB now shows these writes: the overlay no longer needs them
-        for (const c of batch) this.overlay.retire(c.writes, lastGen);
-        // ask for the flush before the next batch starts, so it waits for this commit only
-        const flushed = this.overlappingSync
-          ? new Promise<unknown>((resolve, reject) => db.flushed.then(resolve, reject))
-          : Promise.resolve(true);
-        this.committing = false;
-        this.pump();
-        flushed.then(
-          () => {
-            for (const c of batch) c.resolve();
-          },
-          (e: unknown) => this.fail(e, batch),
-        );
-      },
-      (e: unknown) => this.fail(e, batch),
-    );
+      });
+    } catch (e) {
+      this.committing = false;
+      this.fail(e, batch);
+      return;
+    }
+    // LMDB now shows these writes, durably: the overlay no longer needs them
+    for (const c of batch) this.overlay.retire(c.writes, lastGen);
+    this.committing = false;
+    for (const c of batch) c.resolve();
+    this.pump();
   }
 
   private fail(cause: unknown, batch: QueuedCommit[]): void {
