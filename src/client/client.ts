@@ -544,6 +544,7 @@ export class StriaClient {
   /** Unlink or rmdir; the directory's new attributes come back under a new lock (the kernel asks for them next). */
   private async removeName(parent: Fid, name: string, dir: boolean): Promise<void> {
     const ns = this.dlm.mdc!;
+    if (!dir) this.cancelObjectLocksOf(parent, name);
     const cancels = await this.elc(this.withChild([[parent, InodeBit.UPDATE]], parent, name));
     const parentRes = this.dlm.rememberMetadata(parent);
     const pending = ns.prepareIntent(parentRes, 'ibits', LockMode.PR, MD_ATTR_BITS);
@@ -556,6 +557,25 @@ export class StriaClient {
     }
     this.adoptParentIntent(pending, r);
     this.forgetChild(parent, name);
+  }
+
+  /**
+   * Early cancel of the object locks of a file whose last name is going: the MDT destroys
+   * its objects once the unlink commits, and each OST would first call back this client's
+   * lock on them (a blocking AST and the cancel it answers). Sent beside the unlink, the
+   * cancel reaches the OST before the destroy. Only for a file this client knows, from its
+   * cached inode, to have one link; objects with bytes still cached dirty are left to the
+   * callback, so no flush races the destroy. A guess that turns out wrong (the unlink fails,
+   * or another client linked the file meanwhile) only costs this client its cached locks.
+   */
+  private cancelObjectLocksOf(parent: Fid, name: string): void {
+    const child = this.children.get(childKey(parent, name))?.fid;
+    const inode = child ? this.dlm.mdAttrs.peekInode(fidKey(child)) : undefined;
+    if (!inode || inode.type !== 'reg' || inode.nlink !== 1 || inode.layout?.pattern !== 'raid0') return;
+    for (const o of inode.layout.objects) {
+      if (this.dataCache.hasDirty(o.ostIdx, o.seq, o.oid)) continue;
+      void this.dlm.osc(o.ostIdx).cancelResource(objectResource(o.seq, o.oid), 'early-cancel').catch(() => undefined);
+    }
   }
 
   /** The parent's attribute lock an update's reply brought: its attributes are cached under it, the lock kept in the LRU. */

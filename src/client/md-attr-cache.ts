@@ -46,6 +46,12 @@ export class MdAttrCache {
     return undefined;
   }
 
+  /** A copy of the cached inode, without counting a hit or a miss (the client's own decisions). */
+  peekInode(res: string): Inode | undefined {
+    const inode = this.entries.get(res)?.inode;
+    return inode ? { ...inode } : undefined;
+  }
+
   /** Keeps `inode` when `covered` (its lock was still valid as the reply arrived). */
   putInode(res: string, inode: Inode, covered: boolean): void {
     if (!covered) return;

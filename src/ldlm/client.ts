@@ -347,6 +347,15 @@ export class LdlmClientNamespace {
     return this.cancelBatch(victims, why);
   }
 
+  /**
+   * Cancels the unused locks on `res` now, in one LDLM_CANCEL: for locks this client knows
+   * the server is about to call back (the objects of a file it is unlinking).
+   */
+  cancelResource(res: string, why: RevokeReason): Promise<void> {
+    const set = this.byRes.get(res);
+    return set ? this.cancelBatch([...set], why) : Promise.resolve();
+  }
+
   /** Locks held on a resource (tests, lctl). */
   locksOn(res: string): ClientLock[] {
     return [...(this.byRes.get(res) ?? [])].filter((l) => l.state === 'granted');

@@ -196,6 +196,11 @@ export class ClientCache {
     this.changed(objectKey(ref));
   }
 
+  /** This client holds bytes of the object not yet written to its OST. */
+  hasDirty(ost: number, seq: number, oid: number): boolean {
+    return this.writeback.hasDirty({ ost, seq, oid });
+  }
+
   private readaheadOf(handle: ReadaheadHandle): FileReadahead {
     let r = this.readaheads.get(handle);
     if (!r) {
