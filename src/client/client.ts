@@ -448,7 +448,7 @@ export class StriaClient {
   /**
    * create(), with the new file's attributes as stat would see them (for a FUSE entry).
    * The creator is the file's writer: it takes PW [0, EOF] on the new, empty objects now,
-   * one enqueue per object as the first write would have taken. Their LVBs give the size,
+   * one enqueue per object as the first write would have taken, all at once. Their LVBs give the size,
    * so the entry's attributes are covered (the kernel asks for none before the open's
    * permission check) and the first write finds its lock held.
    */
@@ -458,7 +458,7 @@ export class StriaClient {
     await this.ensureOsts(inode.layout);
     if (inode.layout?.pattern === 'raid0' && inode.layout.objects.length > 0) {
       try {
-        (await this.dlm.lockRange(inode.fid, inode.layout, LockMode.PW, 0, 0, true)).release();
+        (await this.dlm.tryLockWhole(inode.fid, inode.layout, LockMode.PW))?.release();
       } catch (e) {
         // the file exists: stat glimpses its objects later instead
         this.log.debug({ fid: fidKey(inode.fid), err: toStriaError(e).message }, 'create: no write lock on the new objects');

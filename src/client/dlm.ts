@@ -15,7 +15,7 @@ import { LdlmClientNamespace, type ClientLock, type RevokeReason } from '../ldlm
 import { EXTENT_EOF, LDLM_PAGE_SIZE, type Extent } from '../ldlm/extent.js';
 import { InodeBit } from '../ldlm/inodebits.js';
 import { LockMode } from '../ldlm/modes.js';
-import { LockIntent, objectResource } from '../ldlm/protocol.js';
+import { LdlmFlag, LockIntent, objectResource } from '../ldlm/protocol.js';
 import { MdAttrCache } from './md-attr-cache.js';
 
 /**
@@ -165,6 +165,32 @@ export class ClientDlm {
       throw e;
     }
     return new HeldLocks(held);
+  }
+
+  /**
+   * `mode` [0, EOF] on every object of a file, all enqueued at once, each refused rather
+   * than queued behind a conflicting lock (LDLM_FL_BLOCK_NOWAIT): for a file just created,
+   * whose objects nobody else can hold yet. Holding one stripe while waiting for another in
+   * any order but the stripes' could deadlock with a client taking them in order (lockRange),
+   * so nothing here waits. Undefined when a stripe was refused; the locks granted stay cached.
+   */
+  async tryLockWhole(fid: Fid, layout: Raid0Layout, mode: LockMode): Promise<HeldLocks | undefined> {
+    const results = await Promise.allSettled(
+      layout.objects.map(async (obj) => {
+        const ns = this.osc(obj.ostIdx);
+        const res = this.rememberObject(obj.ostIdx, obj.seq, obj.oid, fid);
+        const lock = ns.match(res, mode, { extent: { start: 0, end: EXTENT_EOF } })
+          ?? (await ns.enqueue(res, 'extent', mode, { extent: { start: 0, end: EXTENT_EOF } }, { flags: LdlmFlag.BLOCK_NOWAIT })).lock;
+        if (lock) this.lockOwners.set(lock, fid);
+        return lock ? { ns, lock } : undefined;
+      }),
+    );
+    const held = results.flatMap((r) => (r.status === 'fulfilled' && r.value ? [r.value] : []));
+    if (held.length === layout.objects.length) return new HeldLocks(held);
+    for (const h of held) h.ns.release(h.lock);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return undefined;
   }
 
   /**
