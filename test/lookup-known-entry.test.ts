@@ -41,6 +41,16 @@ describe('lookups under held name and attribute locks', () => {
   const pair = clientPair(1, () => undefined);
   let seen: { count: number };
 
+  /** A file `name` that client a created in a new directory `dir` and looked up. */
+  const knownFile = async (dir: string, name: string) => {
+    const { a } = pair;
+    const d = await a.mkdir(a.root, dir, { mode: 0o755, cred: root });
+    const f = await a.create(d.fid, name, { mode: 0o644, cred: root });
+    await a.close(f);
+    await a.lookup(d.fid, name);
+    return { dir: d, f };
+  };
+
   test('a file this client created is looked up again and again without an MDS request', async () => {
     const { a } = pair;
     seen = lookupRequests(a);
@@ -72,10 +82,7 @@ describe('lookups under held name and attribute locks', () => {
 
   test("another client's rename is seen at once: the old name is gone, the new one leads to the file", async () => {
     const { a, writer } = pair;
-    const dir = await a.mkdir(a.root, 'renamed', { mode: 0o755, cred: root });
-    const f = await a.create(dir.fid, 'x', { mode: 0o644, cred: root });
-    await a.close(f);
-    await a.lookup(dir.fid, 'x');
+    const { dir, f } = await knownFile('renamed', 'x');
     await writer.rename(dir.fid, 'x', dir.fid, 'y');
     assert.equal(await errnoOf(a.lookup(dir.fid, 'x')), Errno.ENOENT, 'the renamed-away name is not answered from the cache');
     assert.equal(fidKey((await a.lookup(dir.fid, 'y')).fid), fidKey(f.fid));
@@ -86,20 +93,14 @@ describe('lookups under held name and attribute locks', () => {
 
   test("another client's unlink is seen at once", async () => {
     const { a, writer } = pair;
-    const dir = await a.mkdir(a.root, 'unlinked', { mode: 0o755, cred: root });
-    const f = await a.create(dir.fid, 'f', { mode: 0o644, cred: root });
-    await a.close(f);
-    await a.lookup(dir.fid, 'f');
+    const { dir } = await knownFile('unlinked', 'f');
     await writer.unlink(dir.fid, 'f');
     assert.equal(await errnoOf(a.lookup(dir.fid, 'f')), Errno.ENOENT);
   });
 
   test("another client's chmod is seen at once; the name stays known", async () => {
     const { a, writer } = pair;
-    const dir = await a.mkdir(a.root, 'chmod', { mode: 0o755, cred: root });
-    const f = await a.create(dir.fid, 'f', { mode: 0o644, cred: root });
-    await a.close(f);
-    await a.lookup(dir.fid, 'f');
+    const { dir, f } = await knownFile('chmod', 'f');
     await writer.setattr(f.fid, { mode: 0o600 }, root);
     assert.equal((await a.lookup(dir.fid, 'f')).mode & 0o7777, 0o600, 'the chmod called the attribute lock back');
     const before = seen.count;
