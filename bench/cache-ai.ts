@@ -14,8 +14,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { TestCluster, STRIA_BIN } from '../test/helpers/cluster.js';
 import { TestMount } from '../test/helpers/mount.js';
-import { dropKernelCaches } from './suite/caches.js';
-import { smallFilesCreate, smallFilesRead, type RateFigures } from './suite/files.js';
+import { dropKernelCaches } from '../src/bench/caches.js';
+import { smallFilesCreate, smallFilesRead, type RateFigures } from '../src/bench/files.js';
 import type { CacheStatsSnapshot } from '../src/client/cache/types.js';
 
 const run = promisify(execFile);
@@ -76,14 +76,14 @@ async function main(): Promise<void> {
     // cold: a fresh client with an empty disk cache, nothing in the kernel's caches
     await mount.unmount();
     await rm(cacheDir, { recursive: true, force: true });
-    await dropKernelCaches();
+    await dropKernelCaches(localDir);
     await mount.mount();
-    await dropKernelCaches();
+    await dropKernelCaches(localDir);
     await measure('cold', true);
     await measure('memory-warm', true);
     // disk-warm: the client restarts (memory and kernel caches gone), the disk cache stays
     await mount.unmount();
-    await dropKernelCaches();
+    await dropKernelCaches(localDir);
     await mount.mount();
     await measure('disk-warm', false);
   } finally {

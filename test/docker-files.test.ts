@@ -45,6 +45,8 @@ interface Service {
   volumes?: Array<BindMount | string>;
   depends_on?: Record<string, { condition?: string }> | string[];
   healthcheck?: { test?: string[] | string; disable?: boolean };
+  profiles?: string[];
+  pid?: string;
 }
 
 interface ComposeConfig {
@@ -530,6 +532,33 @@ test('compose builds the image the Dockerfile makes, and fio from its own stage'
     const t = healthTest(s);
     if (t[0] === 'CMD') assert.ok(linked.has(t[1]!), `${name}'s healthcheck runs ${t[1]}, which the image has`);
   }
+});
+
+test('the bench service runs stria bench where client1 mounted, with fio, its control socket and its processes', () => {
+  const cfg = composeConfig();
+  const bench = cfg.services.bench;
+  assert.ok(bench, 'service bench');
+  assert.deepEqual(bench.profiles, ['bench'], 'a plain up does not start it');
+  const stages = dockerfile();
+  const stage = stageOf(stages, bench.build?.target ?? '');
+  assert.ok(stage, 'bench is built from a named stage of docker/Dockerfile');
+  assert.notEqual(stage, stages.at(-1), 'a plain docker build still produces the Stria runtime');
+  assert.ok(aptPackages(stage).includes('fio'), 'the bench stage has fio');
+  assert.ok(copiesFrom(stage).some((c) => c.from === undefined && c.sources.includes('bench/jobs') && c.dest === './bench/jobs'), 'and the suite\'s fio jobs, where the CLI looks for them');
+  const [, client1, mountCmd] = byRole(cfg, 'mount').find(([n]) => n === 'client1')!;
+  const mountpoint = parseStriaCommand('client1', mountCmd).operands[1]!;
+  const cmd = argv(bench.command);
+  assert.equal(cmd[0], 'bench');
+  assert.deepEqual(parseStriaCommand('bench', cmd).operands, [mountpoint], 'bench works in client1\'s mountpoint');
+  const seen = binds(bench).find((v) => v.target === mountpoint);
+  assert.equal(seen?.source, binds(client1).find((v) => v.target === mountpoint)?.source, 'the same host directory, at the same path');
+  assert.ok(['rslave', 'slave'].includes(seen?.bind?.propagation ?? ''), 'receives the mount client1 makes there');
+  const runDir = volumeHolding(client1, '/run/stria');
+  assert.ok(runDir, 'client1 keeps its control socket in a volume');
+  assert.equal(volumeHolding(bench, '/run/stria')?.source, runDir.source, 'bench reaches that socket');
+  assert.equal(bench.pid, 'service:client1', 'and sees the mount process behind it');
+  assert.match(bench.user ?? '', /^0(:0)?$/, 'as root: cold runs drop caches');
+  assert.equal(dependencies(bench).client1?.condition, 'service_healthy');
 });
 
 // ---- .dockerignore ----

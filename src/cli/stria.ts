@@ -22,6 +22,7 @@ import { addCopytoolCommand } from './copytool.js';
 import { registerPolicyCommand } from './policy.js';
 import { addWarmupCommand } from './warmup.js';
 import { addStatsCommand } from './cache-stats.js';
+import { addBenchCommand } from './bench.js';
 import { parseArchiveLocation, type ArchiveTarget } from '../hsm/archive-url.js';
 
 export const DEFAULT_MGS_PORT = 988;
@@ -193,6 +194,7 @@ export function buildProgram(): Command {
   registerPolicyCommand(program);
   addWarmupCommand(program);
   addStatsCommand(program);
+  addBenchCommand(program);
 
   program
     .command('mount')

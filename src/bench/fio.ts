@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** bench/jobs in the source tree: dist/bench/suite/ -> ../../../bench/jobs */
+/** bench/jobs of the package: dist/src/bench/ -> ../../../bench/jobs */
 export const JOBS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bench', 'jobs');
 
 export interface FioFigures {
