@@ -25,6 +25,7 @@ import { StripedIo, mergeAttrs } from './lov.js';
 import { objectSizeForFileSize } from '../common/layout.js';
 import { objectResource } from '../ldlm/protocol.js';
 import { FidAllocator } from './fid-alloc.js';
+import { Statahead } from './statahead.js';
 import { ClientDlm, MD_ATTR_BITS, MD_CACHE_BITS, MD_NAME_BITS, type HeldLocks } from './dlm.js';
 import { LockMode } from '../ldlm/modes.js';
 import { EXTENT_EOF } from '../ldlm/extent.js';
@@ -141,6 +142,8 @@ export class StriaClient {
   private readonly restores: RestoreWaiter;
   /** read-only opens share one MDT handle per file (llite.*.opencache_*) */
   readonly openCache: OpenCache;
+  /** lookups ahead of runs of numbered names (llite.*.statahead_*) */
+  readonly statahead: Statahead;
   /** the local opens served by a shared handle, given back to the cache at close */
   private readonly sharedOpens = new WeakMap<OpenFile, SharedOpen>();
   /** file data below the kernel's page cache: memory pages, local disk, readahead, write-back */
@@ -175,6 +178,11 @@ export class StriaClient {
       { timeoutMs: opts.restoreTimeoutMs ?? DEFAULT_RESTORE_TIMEOUT_MS },
     );
     this.openCache = new OpenCache((fid, handle) => this.mdc.close(fid, handle), {}, log);
+    this.statahead = new Statahead(
+      (parent, name) => this.lookAhead(parent, name),
+      (parent, name) => this.knowsEntry(parent, name),
+      (name, e) => this.log.debug({ name, err: toStriaError(e).message }, 'statahead lookup failed'),
+    );
     this.dataCache = new ClientCache(
       {
         osc: (i) => this.osc(i),
@@ -387,6 +395,15 @@ export class StriaClient {
    * back first), and the child's attributes are cached under an attribute lock. The kernel
    * forgets its dentries (memory pressure, drop_caches) while the locks live on here.
    */
+  private knowsEntry(parent: Fid, name: string): boolean {
+    const known = this.knownEntry(parent, name);
+    if (!known) return false;
+    const ns = this.dlm.mdc!;
+    if (known.attrLock) ns.release(known.attrLock);
+    if (known.nameLock) ns.release(known.nameLock);
+    return true;
+  }
+
   private knownEntry(parent: Fid, name: string): MdRead | undefined {
     const known = this.children.get(childKey(parent, name));
     const ns = this.dlm.mdc!;
@@ -417,7 +434,28 @@ export class StriaClient {
   }
 
   async lookup(parent: Fid, name: string): Promise<FileAttr> {
-    return this.attrsUnderLocks(await this.mdLookup(parent, name));
+    // a lookup ahead of this very name: once it is done, this one finds its answer cached
+    await this.statahead.pending(parent, name);
+    let attr: FileAttr;
+    try {
+      attr = await this.attrsUnderLocks(await this.mdLookup(parent, name));
+    } catch (e) {
+      if (isNotFound(e)) this.statahead.observe(parent, name, false);
+      throw e;
+    }
+    this.statahead.observe(parent, name, true);
+    return attr;
+  }
+
+  /** Statahead's lookup: the same locks and caches as the application's, nothing handed to the kernel. */
+  private async lookAhead(parent: Fid, name: string): Promise<boolean> {
+    try {
+      await this.attrsUnderLocks(await this.mdLookup(parent, name));
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
   }
 
   /**
@@ -1034,6 +1072,7 @@ export class StriaClient {
 
   async unmount(): Promise<void> {
     this.restores.close();
+    this.statahead.close();
     // cached writes go out while the locks that cover them are still held
     await this.dataCache.close().catch((e) => this.log.warn({ err: toStriaError(e).message }, 'flushing cached writes at unmount failed'));
     this.openCache.close();
@@ -1189,4 +1228,9 @@ function checkRange(offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || offset + length > MAX_FILE_BYTES) {
     throw err('EINVAL', `invalid range offset=${offset} length=${length}`, 'BAD_RANGE');
   }
+}
+
+/** A name that does not exist. */
+function isNotFound(e: unknown): boolean {
+  return toStriaError(e).errno === Errno.ENOENT;
 }

@@ -3,7 +3,8 @@
  * mount's instance id (reference §8.6):
  *
  *   llite.testfs-ffff1a2b3c4d5e6f.{stats,checksums,uuid,kbytes*,files*,opencache_max_ms,
- *       opencache_max_count,max_cached_mb,max_read_ahead*_mb,read_ahead_stats,cache_stats}
+ *       opencache_max_count,max_cached_mb,max_read_ahead*_mb,read_ahead_stats,cache_stats,
+ *       statahead_max,statahead_stats}
  *   lov.testfs-clilov-ffff1a2b3c4d5e6f.{stripesize,stripecount,numobd,pools.*}
  *   mdc.testfs-MDT0000-mdc-ffff1a2b3c4d5e6f.{import,stats,max_rpcs_in_flight,...}
  *   osc.testfs-OST0000-osc-ffff1a2b3c4d5e6f.{import,stats,rpc_stats,max_rpcs_in_flight,
@@ -28,6 +29,7 @@ import { ControlServer } from './control-server.js';
 import { ro, statfsParams, statsParam } from './common-params.js';
 import { lliteCacheParams, lliteStatsParam, oscCacheParams } from './cache-params.js';
 import { registerCacheCommands } from './cache-commands.js';
+import { stataheadParams } from './statahead-params.js';
 import { formatImport, ImportStats, MDC_OPCODES, OSC_OPCODES } from './import-stats.js';
 import type { LliteStats } from './llite-stats.js';
 import { ParamRegistry, type DeviceInfo, type Param } from './params.js';
@@ -181,6 +183,7 @@ export function registerClientParams(client: StriaClient, reg: ParamRegistry, op
     ],
     ...statfsParams(llite, () => client.statfs()),
     ...openCacheParams(llite, client),
+    ...stataheadParams(llite, client.statahead),
     ...lliteCacheParams(llite, cache),
     [`lov.${lovDev}.stripesize`, ro(() => client.fsDefault.stripeSize)],
     [`lov.${lovDev}.stripecount`, ro(() => client.fsDefault.stripeCount)],
